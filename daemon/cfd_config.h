@@ -1,0 +1,57 @@
+/*
+ * chatfanoutd configuration: defaults, then CHATFANOUT_* environment
+ * variables, then command-line flags (flags win).
+ */
+#ifndef CFD_CONFIG_H
+#define CFD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define CFD_MAX_ORIGINS 32
+
+typedef struct cfd_config {
+  char listen_host[256];   /* --listen HOST:PORT, default 127.0.0.1 */
+  uint16_t listen_port;    /* default 8080; 0 picks a free port */
+  char queue[16];          /* --queue: "local" */
+  size_t max_message_size; /* bytes, default 65536 */
+  unsigned max_connections;/* default 10000 */
+  /* --allowed-origin, repeatable (env: comma-separated); exact match of
+   * the Origin header, "*" allows any. Empty: same-origin or none. */
+  char *allowed_origins[CFD_MAX_ORIGINS];
+  size_t n_allowed_origins;
+  size_t client_buffer;    /* bytes, default 1 MiB */
+  unsigned history;        /* messages per room, default 50, 0 disables */
+  double ping_interval;    /* seconds, default 30, 0 disables */
+  double idle_timeout;     /* seconds, default 120, 0 disables */
+  double header_timeout;   /* seconds to receive a request head, def. 10 */
+  double shutdown_timeout; /* seconds to drain on SIGTERM, default 5 */
+  int log_level;           /* enum cfd_log_level, default info */
+  int log_format;          /* enum cfd_log_format, default text */
+} cfd_config;
+
+/* Result of cfd_config_parse. */
+enum {
+  CFD_CONFIG_OK = 0,   /* run the daemon */
+  CFD_CONFIG_EXIT = 1, /* --help or --version was printed: exit 0 */
+  CFD_CONFIG_ERROR = -1/* err holds a one-line message: exit 2 */
+};
+
+/*
+ * Fills cfg with defaults, then applies envp (NULL-terminated "K=V"
+ * strings; NULL for none) and argv. Output for --help/--version goes to
+ * out. Sizes take k/K/KiB, m/M/MiB suffixes; durations take s or ms.
+ * On error err (errlen bytes) names the option and the bad value.
+ * Call cfd_config_free() in every case.
+ */
+int cfd_config_parse(cfd_config *cfg, int argc, char **argv, char **envp,
+                     FILE *out, char *err, size_t errlen);
+
+/* Frees what cfd_config_parse allocated. */
+void cfd_config_free(cfd_config *cfg);
+
+/* Prints the usage text (every flag, its env variable and default). */
+void cfd_config_usage(FILE *out);
+
+#endif /* CFD_CONFIG_H */

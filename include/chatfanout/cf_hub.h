@@ -1,0 +1,265 @@
+/*
+ * libchatfanout - the broadcast hub.
+ *
+ * A hub holds rooms and clients and moves messages between them. It does
+ * no I/O and reads no clock: a transport (a WebSocket server, a test,
+ * another C service) attaches clients through a small ops table and drains
+ * each client's outbox when told there is something to send.
+ *
+ * Fan-out. cf_hub_publish() builds one reference-counted message: the
+ * payload prefixed by the transport's frame header (written once by the
+ * hub's framer, e.g. a ready WebSocket frame), and appends a reference to
+ * it to the outbox of every client in the room. No per-recipient copy or
+ * allocation is made. Every local client of a room gets the room's
+ * messages in one and the same order. The message is also handed to the
+ * attached queue (if any) for the other instances; envelopes arriving from
+ * the queue are delivered locally once: duplicates (same origin and seq)
+ * within the dedupe window and the instance's own messages are dropped.
+ *
+ * Backpressure. Each outbox is bounded in bytes (client_buffer). A client
+ * that would go over it is a slow consumer: its queued whole messages are
+ * dropped (a partly sent one is kept so the stream stays well-formed), it
+ * gets no more messages, and ops.close is called with CF_CLOSE_SLOW.
+ *
+ * Re-entrancy. Callbacks (ops.wake, ops.close) run after the fan-out has
+ * updated every outbox. From inside any callback it is safe to publish,
+ * join, leave, free this or another client, close all, or free the hub
+ * (the hub is then freed when the outermost hub call returns).
+ *
+ * Threads: a hub and its clients are used from one thread at a time.
+ */
+#ifndef CHATFANOUT_CF_HUB_H
+#define CHATFANOUT_CF_HUB_H
+
+#include <sys/uio.h>
+
+#include <chatfanout/cf_common.h>
+#include <chatfanout/cf_queue.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct cf_hub cf_hub;
+typedef struct cf_client cf_client;
+typedef struct cf_msg cf_msg;
+
+/* Why the hub asks a transport to close a client. */
+typedef enum cf_close_reason {
+  CF_CLOSE_SLOW = 1,    /* outbox over client_buffer: slow consumer */
+  CF_CLOSE_SHUTDOWN = 2 /* cf_hub_close_all(): the service is stopping */
+} cf_close_reason;
+
+/* Largest frame header a framer may write. */
+#define CF_FRAME_HEADROOM_MAX 16u
+
+/*
+ * Writes the transport's header for a message of `len` payload bytes with
+ * flags (CF_MSG_TEXT/BINARY) into buf, which has CF_FRAME_HEADROOM_MAX
+ * bytes, and returns the bytes written. Called once per message.
+ */
+typedef size_t (*cf_framer_fn)(uint8_t *buf, uint32_t flags, size_t len,
+                               void *user_data);
+
+/*
+ * Hub configuration; copied by cf_hub_new(). Zero fields take defaults.
+ *
+ *   cf_hub_config cfg = { CF_HUB_CONFIG_VERSION };
+ *   cfg.client_buffer = 256 * 1024;
+ *   cfg.history = 50;
+ *   cf_hub *hub;
+ *   int rv = cf_hub_new(&hub, &cfg);
+ */
+#define CF_HUB_CONFIG_VERSION 1u
+typedef struct cf_hub_config {
+  uint32_t version;      /* CF_HUB_CONFIG_VERSION */
+  uint64_t instance_id;  /* this instance in the cluster; 0: random */
+  size_t client_buffer;  /* outbox bytes per client; 0: 1 MiB */
+  size_t max_message;    /* payload bytes per message; 0: 64 KiB */
+  uint32_t history;      /* messages kept per room for joiners; 0: none */
+  uint32_t dedupe_window;/* ids remembered for dedupe; 0: 8192 */
+  uint32_t max_rooms;    /* rooms held at once; 0: 100000 */
+  cf_framer_fn framer;   /* NULL: no header, wire bytes are the payload */
+  /* Wall clock for envelope timestamps, ms since epoch; NULL: 0. */
+  uint64_t (*clock_ms)(void *user_data);
+  void *user_data;       /* passed to framer and clock_ms */
+  const cf_mem *mem;     /* NULL: libc; the struct is copied */
+} cf_hub_config;
+
+/*
+ * What the hub asks of a transport, per client. Copied at
+ * cf_client_new(). user_data is the client's, given to cf_client_new().
+ */
+#define CF_CLIENT_OPS_VERSION 1u
+typedef struct cf_client_ops {
+  uint32_t version; /* CF_CLIENT_OPS_VERSION */
+  /*
+   * The outbox went from empty to non-empty: drain it with cf_client_iov()
+   * and cf_client_consume() (or cf_client_pop()) when the transport can
+   * write. Called once per transition, not per message. Required.
+   */
+  void (*wake)(cf_client *c, void *user_data);
+  /*
+   * The hub wants this client gone (a cf_close_reason). The client gets
+   * no further messages; the transport may still send its own bytes with
+   * cf_client_send(), then must call cf_client_free(). Required.
+   */
+  void (*close)(cf_client *c, int reason, void *user_data);
+} cf_client_ops;
+
+/*
+ * Creates a hub. cfg may be NULL for all defaults. Returns CF_OK,
+ * CF_ERR_VERSION, CF_ERR_INVALID (a limit out of range) or CF_ERR_NOMEM.
+ */
+CF_API int cf_hub_new(cf_hub **out, const cf_hub_config *cfg);
+
+/*
+ * Frees the hub, every client still attached (their handles become
+ * invalid; no callback runs) and every message no transport holds.
+ * Does not free an attached queue. Accepts NULL. From inside a hub
+ * callback the free is deferred until the outermost hub call returns.
+ */
+CF_API void cf_hub_free(cf_hub *hub);
+
+/* This hub's instance id (never 0). */
+CF_API uint64_t cf_hub_instance_id(const cf_hub *hub);
+
+/*
+ * Attaches q (borrowed, must outlive the attachment): publishes go to it
+ * and its messages are delivered here. Sets q's callbacks. q == NULL
+ * detaches. Returns CF_OK or CF_ERR_INVALID.
+ */
+CF_API int cf_hub_attach_queue(cf_hub *hub, cf_queue *q);
+
+/*
+ * Publishes a message to room on this instance and, through the attached
+ * queue, to the others. data is copied once into the shared message; the
+ * caller may reuse it on return. Local delivery happens before return
+ * (ops.wake calls included).
+ *
+ * Returns CF_OK; CF_ERR_INVALID (bad room name: 1..CF_ROOM_MAX bytes),
+ * CF_ERR_TOO_BIG (len > max_message), CF_ERR_NOMEM (nothing delivered);
+ * CF_ERR_QUEUE_FULL or another queue error when local delivery happened
+ * but the queue refused the message (other instances miss it).
+ */
+CF_API int cf_hub_publish(cf_hub *hub, const char *room, size_t room_len,
+                          uint32_t flags, const void *data, size_t len);
+
+/*
+ * Delivers an envelope received from elsewhere, as the attached queue
+ * does: dropped (returning CF_OK) if it is a duplicate or this instance's
+ * own. Useful for transports bridging another bus. Same codes as publish,
+ * without the queue ones.
+ */
+CF_API int cf_hub_deliver(cf_hub *hub, const cf_envelope *env);
+
+/*
+ * Calls ops.close(CF_CLOSE_SHUTDOWN) for every client, in attach order.
+ * The clients stay attached until the transport frees them.
+ */
+CF_API void cf_hub_close_all(cf_hub *hub);
+
+/* Counters since cf_hub_new(); monotonic unless said otherwise. */
+typedef struct cf_hub_stats {
+  uint64_t clients;          /* attached now (gauge) */
+  uint64_t rooms;            /* held now (gauge) */
+  uint64_t published;        /* messages published here */
+  uint64_t received;         /* envelopes delivered from the queue */
+  uint64_t duplicates;       /* envelopes dropped as duplicate/own */
+  uint64_t deliveries;       /* message references queued to clients */
+  uint64_t delivered_bytes;  /* wire bytes of those */
+  uint64_t slow_closes;      /* clients closed as slow consumers */
+  uint64_t queue_published;  /* publishes the queue accepted */
+  uint64_t queue_errors;     /* publishes the queue refused */
+  uint64_t outbox_bytes;     /* bytes queued in all outboxes now (gauge) */
+} cf_hub_stats;
+
+/*
+ * Copies the counters into st; size is sizeof(cf_hub_stats) as the
+ * caller knows it, so newer libraries fill only what older callers have.
+ */
+CF_API void cf_hub_get_stats(const cf_hub *hub, cf_hub_stats *st,
+                             size_t size);
+
+/* --- Clients -------------------------------------------------------- */
+
+/*
+ * Attaches a client. ops is copied; user_data is handed back to ops and
+ * by cf_client_user_data(). Returns CF_OK, CF_ERR_INVALID,
+ * CF_ERR_VERSION or CF_ERR_NOMEM.
+ */
+CF_API int cf_client_new(cf_client **out, cf_hub *hub,
+                         const cf_client_ops *ops, void *user_data);
+
+/*
+ * Detaches c from its rooms and the hub, drops its outbox and frees it.
+ * Accepts NULL. Safe from any callback, for any client.
+ */
+CF_API void cf_client_free(cf_client *c);
+
+/* The user_data given to cf_client_new(). */
+CF_API void *cf_client_user_data(const cf_client *c);
+
+/*
+ * Joins room. The room's history (up to cfg.history messages, oldest
+ * first) is queued to c at once. Returns CF_OK, CF_ERR_INVALID,
+ * CF_ERR_EXISTS (already a member), CF_ERR_LIMIT (max_rooms reached and
+ * no empty room to evict), CF_ERR_CLOSED (client is closing) or
+ * CF_ERR_NOMEM.
+ */
+CF_API int cf_client_join(cf_client *c, const char *room, size_t room_len);
+
+/* Leaves room. CF_OK, CF_ERR_INVALID or CF_ERR_NOT_FOUND. */
+CF_API int cf_client_leave(cf_client *c, const char *room, size_t room_len);
+
+/*
+ * Fills up to iovcnt entries of iov with the bytes waiting in c's outbox,
+ * in order, and returns the number filled (0 when empty). The memory is
+ * the hub's: valid until the next call that changes this outbox.
+ */
+CF_API int cf_client_iov(const cf_client *c, struct iovec *iov, int iovcnt);
+
+/*
+ * Marks n bytes from the head of the outbox as sent (after a write or
+ * writev). n larger than what is pending is clamped.
+ */
+CF_API void cf_client_consume(cf_client *c, size_t n);
+
+/* Bytes waiting in c's outbox. */
+CF_API size_t cf_client_pending(const cf_client *c);
+
+/*
+ * Removes the next whole message from the outbox and returns a reference
+ * the caller must release with cf_msg_unref(); NULL when empty or when the
+ * head has been partly consumed. For transports that work per message;
+ * do not mix with cf_client_consume() on one client.
+ */
+CF_API cf_msg *cf_client_pop(cf_client *c);
+
+/*
+ * Queues transport-private bytes (e.g. a control frame) after what is in
+ * c's outbox; bytes are copied. Allowed on a closing client. Counts
+ * against client_buffer plus a 4 KiB allowance. Returns CF_OK,
+ * CF_ERR_INVALID, CF_ERR_QUEUE_FULL or CF_ERR_NOMEM.
+ */
+CF_API int cf_client_send(cf_client *c, const void *bytes, size_t len);
+
+/* --- Messages --------------------------------------------------------- */
+
+/* Takes another reference; returns m. */
+CF_API cf_msg *cf_msg_ref(cf_msg *m);
+/* Drops a reference; the last one frees the message. Accepts NULL. */
+CF_API void cf_msg_unref(cf_msg *m);
+/* Payload bytes (without the frame header) and their length. */
+CF_API const void *cf_msg_data(const cf_msg *m);
+CF_API size_t cf_msg_size(const cf_msg *m);
+/* Header and payload as sent on the wire. */
+CF_API const void *cf_msg_wire(const cf_msg *m, size_t *len);
+/* CF_MSG_TEXT or CF_MSG_BINARY; CF_MSG_RAW for cf_client_send() bytes. */
+CF_API uint32_t cf_msg_flags(const cf_msg *m);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CHATFANOUT_CF_HUB_H */

@@ -1,0 +1,197 @@
+/*
+ * libchatfanout - the queue interface that links hub instances.
+ *
+ * A cf_queue carries envelopes between instances. It is a small object
+ * wrapping a backend: an ops table (start, publish, flush, destroy) plus
+ * the backend's private state. The backend reports what it receives and
+ * how it is doing through the callbacks set with cf_queue_set_callbacks()
+ * (a hub sets them when the queue is attached to it).
+ *
+ * Backends shipped: "local" (in-process, below) and, later, "sqs".
+ * Delivery between instances is at-least-once; receivers drop duplicates
+ * by envelope id (the hub does this).
+ */
+#ifndef CHATFANOUT_CF_QUEUE_H
+#define CHATFANOUT_CF_QUEUE_H
+
+#include <chatfanout/cf_common.h>
+#include <chatfanout/cf_loop.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Message kinds, in cf_envelope.flags and cf_hub_publish() flags. */
+#define CF_MSG_TEXT 0x0u   /* UTF-8 text */
+#define CF_MSG_BINARY 0x1u /* arbitrary bytes */
+#define CF_MSG_KIND_MASK 0x1u
+#define CF_MSG_RAW 0x100u  /* transport bytes from cf_client_send() */
+
+/* Longest room name in bytes. */
+#define CF_ROOM_MAX 64u
+
+/*
+ * The envelope: one chat message as it travels between instances.
+ * Its id is the pair (origin, seq), unique across a cluster. Every pointer
+ * is borrowed: valid only for the duration of the call it is passed to.
+ *
+ * Wire form (used by network backends, documented in the README): one JSON
+ * object {"v":1,"id":"<origin hex16>-<seq>","origin":"<hex16>","seq":N,
+ * "ts":<ms>,"room":"...","type":"text"|"binary","data":"..."}; binary
+ * payloads are base64 in "data".
+ */
+typedef struct cf_envelope {
+  uint64_t origin;  /* instance id of the publisher, never 0 */
+  uint64_t seq;     /* per-origin sequence number, from 1, increasing */
+  uint64_t ts_ms;   /* publish time, ms since the epoch; 0 if unknown */
+  const char *room; /* room name, not NUL-terminated */
+  size_t room_len;  /* 1..CF_ROOM_MAX */
+  uint32_t flags;   /* CF_MSG_TEXT or CF_MSG_BINARY */
+  const void *data; /* payload; may be NULL when len is 0 */
+  size_t len;       /* payload bytes */
+} cf_envelope;
+
+/* Backend states reported through cf_queue_callbacks.on_state. */
+typedef enum cf_queue_state {
+  CF_QUEUE_STOPPED = 0,  /* not started, or stopped after flush */
+  CF_QUEUE_STARTING = 1, /* setting up (creating queues, subscribing) */
+  CF_QUEUE_UP = 2,       /* publishing and receiving */
+  CF_QUEUE_DEGRADED = 3, /* retrying after errors; publishes are buffered */
+  CF_QUEUE_DOWN = 4      /* cannot reach the service; see errmsg */
+} cf_queue_state;
+
+/* Returns a static name for a state ("up", "down", ...). */
+CF_API const char *cf_queue_state_name(int state);
+
+typedef struct cf_queue cf_queue;
+
+/*
+ * What a queue reports. Copied by cf_queue_set_callbacks(). Callbacks run
+ * on the loop thread, never from inside cf_queue_publish().
+ */
+#define CF_QUEUE_CALLBACKS_VERSION 1u
+typedef struct cf_queue_callbacks {
+  uint32_t version; /* CF_QUEUE_CALLBACKS_VERSION */
+  /* An envelope arrived from another instance; env is borrowed. */
+  void (*on_message)(cf_queue *q, const cf_envelope *env, void *user_data);
+  /* The backend moved to state (a cf_queue_state). */
+  void (*on_state)(cf_queue *q, int state, void *user_data);
+} cf_queue_callbacks;
+
+/*
+ * The backend's side. A backend fills one static table and passes it to
+ * cf_queue_new(); the table is copied. `impl` is the backend's state.
+ */
+#define CF_QUEUE_OPS_VERSION 1u
+typedef struct cf_queue_ops {
+  uint32_t version;  /* CF_QUEUE_OPS_VERSION */
+  const char *name;  /* "local", "sqs", ... static */
+  /* Begin connecting/receiving. Returns CF_OK or an error code. */
+  int (*start)(void *impl);
+  /*
+   * Queue env for the other instances. Must copy what it keeps and never
+   * call callbacks synchronously. CF_ERR_QUEUE_FULL when the bounded
+   * outgoing buffer is full.
+   */
+  int (*publish)(void *impl, const cf_envelope *env);
+  /*
+   * Send what is buffered, stop receiving, then report CF_QUEUE_STOPPED.
+   * timeout is the most seconds to spend; pending data is dropped after.
+   */
+  int (*flush)(void *impl, double timeout);
+  /* Free everything now; no callback runs after. */
+  void (*destroy)(void *impl);
+  /* Last error detail, static or owned by impl; never NULL. Optional. */
+  const char *(*errmsg)(void *impl);
+} cf_queue_ops;
+
+/*
+ * Wraps a backend. ops is copied; impl is owned by the queue from now on
+ * (destroyed by ops->destroy in cf_queue_free, also when this fails with
+ * anything but CF_ERR_INVALID/CF_ERR_VERSION). mem may be NULL (libc).
+ * Returns CF_OK, CF_ERR_INVALID, CF_ERR_VERSION or CF_ERR_NOMEM.
+ */
+CF_API int cf_queue_new(cf_queue **out, const cf_queue_ops *ops, void *impl,
+                        const cf_mem *mem);
+
+/*
+ * Frees q and its backend. Accepts NULL. Safe to call from a queue
+ * callback: the free then happens when the callback returns.
+ */
+CF_API void cf_queue_free(cf_queue *q);
+
+/* Sets the receivers of q's reports; cbs is copied. CF_ERR_VERSION when
+ * cbs->version is unsupported, CF_ERR_INVALID for NULL. */
+CF_API int cf_queue_set_callbacks(cf_queue *q, const cf_queue_callbacks *cbs,
+                                  void *user_data);
+
+/* Starts the backend. CF_ERR_STATE if already started. */
+CF_API int cf_queue_start(cf_queue *q);
+
+/* Hands env to the backend (see cf_queue_ops.publish). */
+CF_API int cf_queue_publish(cf_queue *q, const cf_envelope *env);
+
+/* Flushes and stops (see cf_queue_ops.flush). */
+CF_API int cf_queue_flush(cf_queue *q, double timeout);
+
+/* Current state (a cf_queue_state). */
+CF_API int cf_queue_state_get(const cf_queue *q);
+
+/* Backend name, e.g. "local". */
+CF_API const char *cf_queue_name(const cf_queue *q);
+
+/* Short detail of the last backend failure; "" when none. Never NULL. */
+CF_API const char *cf_queue_errmsg(const cf_queue *q);
+
+/*
+ * For backend authors: report a received envelope or a state change to
+ * the callbacks. Must be called from the loop thread, not from inside
+ * publish. cf_queue_report_state ignores a state equal to the current one.
+ */
+CF_API void cf_queue_report_message(cf_queue *q, const cf_envelope *env);
+CF_API void cf_queue_report_state(cf_queue *q, int state);
+
+/*
+ * --- The local backend -------------------------------------------------
+ *
+ * A cf_queue_bus is an in-process meeting point: every local queue created
+ * on one bus receives what the others publish (never its own messages).
+ * With one queue on a bus it is the single-instance default; with several
+ * hubs in one process it links them as a cluster would.
+ *
+ * Delivery is asynchronous: publish copies the envelope into the bus and
+ * each receiving queue's loop timer delivers on the next loop iteration,
+ * in publish order. With loop == NULL delivery instead happens in
+ * cf_queue_bus_dispatch(), which the caller runs.
+ */
+typedef struct cf_queue_bus cf_queue_bus;
+
+/* Creates an empty bus. mem may be NULL. CF_OK, CF_ERR_NOMEM. */
+CF_API int cf_queue_bus_new(cf_queue_bus **out, const cf_mem *mem);
+
+/* Frees the bus. Every queue on it must be freed first (else
+ * CF_ERR_STATE and nothing is freed). Accepts NULL. */
+CF_API int cf_queue_bus_free(cf_queue_bus *bus);
+
+/*
+ * Delivers every pending envelope to the queues created with a NULL loop.
+ * Returns how many deliveries were made. Safe against re-entrant publish:
+ * envelopes published meanwhile are delivered in the same call.
+ */
+CF_API size_t cf_queue_bus_dispatch(cf_queue_bus *bus);
+
+/*
+ * Creates a local queue on bus. loop (copied) may be NULL, see above.
+ * max_pending bounds the bytes waiting for delivery to this queue
+ * (0 means 16 MiB); over it publish returns CF_ERR_QUEUE_FULL.
+ * Returns CF_OK, CF_ERR_INVALID, CF_ERR_VERSION, CF_ERR_NOMEM.
+ */
+CF_API int cf_queue_local_new(cf_queue **out, cf_queue_bus *bus,
+                              const cf_loop *loop, size_t max_pending,
+                              const cf_mem *mem);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CHATFANOUT_CF_QUEUE_H */
