@@ -12,7 +12,9 @@
 #define CFD_MAX_ORIGINS 32
 
 typedef struct cfd_config {
-  char listen_host[256];   /* --listen HOST:PORT, default 127.0.0.1 */
+  /* --listen HOST:PORT, default 127.0.0.1; IPv4, a hostname, or an
+   * IPv6 address (given as [ADDR]:PORT, stored without brackets) */
+  char listen_host[256];
   uint16_t listen_port;    /* default 8080; 0 picks a free port */
   char queue[16];          /* --queue: "local" */
   size_t max_message_size; /* bytes, default 65536 */

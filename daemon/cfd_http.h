@@ -69,6 +69,14 @@ typedef struct cfd_route {
   char room[CF_ROOM_MAX + 1];    /* CFD_ROUTE_WS: NUL-terminated */
   size_t room_len;
   char accept[29];               /* Sec-WebSocket-Accept value, NUL-t. */
+  /*
+   * Header lines the error answer must carry, static, never NULL: ""
+   * when none (and on success), "Allow: GET, HEAD\r\n" (405),
+   * "Allow: GET\r\n" (405 for HEAD /ws), "Upgrade: websocket\r\n" (426),
+   * "Sec-WebSocket-Version: 13\r\n" (400 for a missing, repeated or
+   * unsupported version). Pass it as cfd_http_head()'s extra.
+   */
+  const char *extra;
 } cfd_route;
 
 /* Origin policy for upgrades. */
@@ -83,14 +91,35 @@ typedef struct cfd_origin_policy {
  * "Sec-WebSocket-Version: 13"), 403 (Origin refused), 404 (unknown
  * path), 405 (method other than GET/HEAD: add "Allow: GET, HEAD"),
  * 426 (GET /ws without an Upgrade: websocket header; add
- * "Upgrade: websocket"). An upgrade over HTTP/1.0 is 400.
+ * "Upgrade: websocket"), 500 (the accept key could not be computed:
+ * OpenSSL failed). An upgrade over HTTP/1.0 is 400. On every return
+ * out->extra holds the header lines to add (see cfd_route); the other
+ * fields of out are only meaningful when 0 is returned.
+ * Paths are matched exactly, before the method: an unknown path is 404
+ * whatever the method. The query string is ignored except room= on /ws.
+ * HEAD /ws is 405 with "Allow: GET". /ws checks, in order: HTTP/1.1
+ * (400), Upgrade has token websocket (426), Connection has token
+ * upgrade (400), exactly one non-empty Host (400), exactly one
+ * Sec-WebSocket-Key that is canonical base64 of 16 bytes (400), exactly
+ * one Sec-WebSocket-Version equal to 13 (400 + version header), room
+ * (400), Origin (at most one, else 400; refused: 403).
  * Room: query parameter room=, 1-64 of [A-Za-z0-9_.-], default "lobby";
- * percent-encoding is not decoded (an encoded name is simply invalid).
+ * percent-encoding is not decoded (an encoded name is simply invalid);
+ * room given twice or empty is 400; other parameters are ignored.
+ * Origin: no Origin header is allowed. With policy->n_allowed > 0 the
+ * value must equal one entry byte for byte, or an entry is "*". With
+ * none (or policy NULL) only a same-origin request passes: Origin is
+ * http:// or https:// then host[:port] equal to Host, case-insensitive,
+ * a missing port meaning the scheme's default (80/443).
  */
 int cfd_http_route(const cfd_http_request *req,
                    const cfd_origin_policy *policy, cfd_route *out);
 
-/* Computes the Sec-WebSocket-Accept value for a key (RFC 6455 4.2.2). */
+/*
+ * Computes the Sec-WebSocket-Accept value for a key (RFC 6455 4.2.2):
+ * base64(SHA-1(key + GUID)), 28 characters and a NUL. out is "" when
+ * OpenSSL fails (out of memory).
+ */
 void cfd_ws_accept_key(const char *key, size_t key_len, char out[29]);
 
 /* Reason phrase for a status code ("Not Found"); "Unknown" otherwise. */
