@@ -1,0 +1,46 @@
+/*
+ * chatfanoutd WebSocket frame headers (RFC 6455 5.2), server side: the
+ * server never masks. Used as the hub's framer, so a chat message is
+ * framed once and the same bytes go to every client, and for the few
+ * control frames the daemon writes itself.
+ */
+#ifndef CFD_FRAME_H
+#define CFD_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CFD_WS_OP_TEXT 0x1u
+#define CFD_WS_OP_BINARY 0x2u
+#define CFD_WS_OP_CLOSE 0x8u
+
+/* Longest header the server writes: 2 bytes + 64-bit length. */
+#define CFD_FRAME_HEADER_MAX 10u
+
+/* Longest close frame: header, code and a 123-byte reason. */
+#define CFD_FRAME_CLOSE_MAX 127u
+
+/*
+ * Writes the header of a final (FIN) unmasked frame with opcode (low 4
+ * bits used) and payload length len into buf, which must hold
+ * CFD_FRAME_HEADER_MAX bytes. Uses the shortest length encoding, as the
+ * RFC requires. Returns the header length: 2, 4 or 10.
+ */
+size_t cfd_frame_header(uint8_t *buf, unsigned opcode, uint64_t len);
+
+/*
+ * The hub framer (cf_framer_fn): a text frame for CF_MSG_TEXT, a binary
+ * frame for CF_MSG_BINARY. user_data is unused.
+ */
+size_t cfd_frame_hub_framer(uint8_t *buf, uint32_t flags, size_t len,
+                            void *user_data);
+
+/*
+ * Writes a whole close frame with code and reason (UTF-8, truncated to
+ * 123 bytes; may be NULL when reason_len is 0) into buf, which must hold
+ * CFD_FRAME_CLOSE_MAX bytes. Returns the frame length.
+ */
+size_t cfd_frame_close(uint8_t *buf, uint16_t code, const char *reason,
+                       size_t reason_len);
+
+#endif /* CFD_FRAME_H */
