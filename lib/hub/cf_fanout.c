@@ -1,0 +1,79 @@
+/*
+ * Fan-out: phase 1 (queue to outboxes, collect due callbacks) and
+ * phase 2 (run them). See cf_hub_int.h for why they are apart.
+ */
+#include "cf_hub_int.h"
+
+#include "cf_msg.h"
+
+void cf__hub_want_wake(cf_hub *h, cf_client *c) {
+  if (!cf_list_linked(&c->wake_link))
+    cf_list_append(&h->wake, &c->wake_link);
+}
+
+int cf__client_queue(cf_hub *h, cf_client *c, cf_msg *m, size_t limit) {
+  size_t cost = cf__outbox_cost(&c->ob);
+  size_t wire = cf__msg_wire_len(m);
+  size_t need = wire + CF_OUTBOX_ENTRY_COST;
+  /*
+   * Wake when the transport has nothing to do before this message: the
+   * ring is empty, or it holds only zero-byte entries that an iov loop
+   * never sees.
+   */
+  int wake = c->ob.count == 0 || (c->ob.bytes == 0 && wire != 0);
+
+  if (need < wire || need > limit || cost > limit - need)
+    return CF_ERR_QUEUE_FULL;
+  if (cf__outbox_add(&c->ob, &h->mem, m) != CF_OK)
+    return CF_ERR_NOMEM;
+  h->stats.outbox_bytes += wire;
+  if (wake)
+    cf__hub_want_wake(h, c);
+  return CF_OK;
+}
+
+void cf__client_mark_slow(cf_hub *h, cf_client *c) {
+  h->stats.outbox_bytes -= cf__outbox_trim(&c->ob, &h->mem);
+  c->closing = 1;
+  c->close_due = 1;
+  h->stats.slow_closes++;
+  /* A pending wake becomes the close: the client gets nothing more. */
+  cf__hub_want_wake(h, c);
+}
+
+void cf__hub_fanout(cf_hub *h, cf_room *r, cf_msg *m) {
+  size_t wire = cf__msg_wire_len(m);
+  cf_list *it;
+
+  for (it = r->members.next; it != &r->members; it = it->next) {
+    cf_client *c = cf_container_of(it, cf_member, room_link)->client;
+
+    if (c->closing)
+      continue;
+    /*
+     * Over the limit or unable to grow the ring: either way this client
+     * cannot keep the stream complete, so it is closed, not skipped.
+     */
+    if (cf__client_queue(h, c, m, h->client_buffer) != CF_OK) {
+      cf__client_mark_slow(h, c);
+      continue;
+    }
+    h->stats.deliveries++;
+    h->stats.delivered_bytes += wire;
+  }
+}
+
+void cf__hub_drain(cf_hub *h) {
+  /* Re-read the head each time: any callback may change the list. */
+  while (!h->freeing && !cf_list_empty(&h->wake)) {
+    cf_client *c = cf_container_of(h->wake.next, cf_client, wake_link);
+    int close = c->close_due;
+
+    cf_list_remove(&c->wake_link);
+    c->close_due = 0;
+    if (close)
+      c->ops.close(c, CF_CLOSE_SLOW, c->user_data);
+    else
+      c->ops.wake(c, c->user_data);
+  }
+}

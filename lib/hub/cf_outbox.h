@@ -1,0 +1,76 @@
+/*
+ * Internal: a client's outbox, a ring of message references waiting to be
+ * written. The ring is allocated on the first push and grows by doubling,
+ * so a client in steady state queues without allocating. Byte limits are
+ * the hub's business; the outbox only keeps the counts it needs.
+ */
+#ifndef CF_OUTBOX_H
+#define CF_OUTBOX_H
+
+#include <sys/uio.h>
+
+#include <chatfanout/cf_hub.h>
+
+/*
+ * What one queued entry costs against client_buffer on top of its wire
+ * bytes, so that even empty messages bound the number of entries.
+ */
+#define CF_OUTBOX_ENTRY_COST 64u
+
+typedef struct cf_outbox {
+  cf_msg **ring;  /* cap slots; NULL until the first reserve */
+  uint32_t cap;   /* 0 or a power of two */
+  uint32_t head;  /* slot of the oldest entry */
+  uint32_t count; /* entries queued */
+  size_t offset;  /* bytes of the head entry already consumed */
+  size_t bytes;   /* wire bytes waiting, the consumed offset excluded */
+} cf_outbox;
+
+void cf__outbox_init(cf_outbox *ob);
+
+/* Drops every reference and frees the ring. */
+void cf__outbox_deinit(cf_outbox *ob, const cf_mem *mem);
+
+/* Bytes charged against the client's buffer: wire bytes plus entries. */
+static inline size_t cf__outbox_cost(const cf_outbox *ob) {
+  return ob->bytes + (size_t)ob->count * CF_OUTBOX_ENTRY_COST;
+}
+
+static inline int cf__outbox_empty(const cf_outbox *ob) {
+  return ob->count == 0;
+}
+
+/*
+ * Makes room for `extra` more entries. CF_OK or CF_ERR_NOMEM, in which
+ * case the outbox is unchanged.
+ */
+int cf__outbox_reserve(cf_outbox *ob, const cf_mem *mem, size_t extra);
+
+/* Appends a new reference to m. Room must have been reserved. */
+void cf__outbox_push(cf_outbox *ob, cf_msg *m);
+
+/* Reserves and pushes: CF_OK or CF_ERR_NOMEM (nothing queued). */
+int cf__outbox_add(cf_outbox *ob, const cf_mem *mem, cf_msg *m);
+
+/* See cf_client_iov(). */
+int cf__outbox_iov(const cf_outbox *ob, struct iovec *iov, int iovcnt);
+
+/*
+ * Marks up to n bytes as sent, dropping finished entries. Returns the
+ * bytes actually consumed.
+ */
+size_t cf__outbox_consume(cf_outbox *ob, const cf_mem *mem, size_t n);
+
+/*
+ * Removes the head entry and hands its reference to the caller. NULL
+ * when empty or when the head is partly consumed.
+ */
+cf_msg *cf__outbox_pop(cf_outbox *ob, const cf_mem *mem);
+
+/*
+ * Drops every queued entry except a partly consumed head, which must stay
+ * so the byte stream remains well-formed. Returns the wire bytes dropped.
+ */
+size_t cf__outbox_trim(cf_outbox *ob, const cf_mem *mem);
+
+#endif /* CF_OUTBOX_H */
