@@ -39,7 +39,16 @@ typedef struct cfd_http_request {
  * head including the final CRLFCRLF (> 0) when complete,
  * CFD_HTTP_INCOMPLETE when more bytes are needed, CFD_HTTP_BAD for a
  * malformed head, CFD_HTTP_TOO_MANY_HEADERS past CFD_HTTP_MAX_HEADERS.
- * Never reads past buf + len. Bare LF line ends are accepted.
+ * Never reads past buf + len. Bare LF line ends are accepted, and empty
+ * lines before the request line are skipped (RFC 9112 2.2). Strict: the
+ * method is a token, the target 1+ visible ASCII bytes, the version
+ * HTTP/1.0 or HTTP/1.1, single spaces between them; header names are
+ * tokens directly followed by ':', values visible ASCII, obs-text,
+ * space or tab; obs-fold, NUL and other control bytes are CFD_HTTP_BAD.
+ * A complete malformed prefix is reported as bad without waiting for
+ * more bytes. req is only meaningful when a length is returned.
+ * The parse is stateless and restarts at buf each call, so a caller fed
+ * a byte at a time should call it only when the new bytes hold a '\n'.
  */
 int cfd_http_parse(const char *buf, size_t len, cfd_http_request *req);
 
@@ -72,7 +81,7 @@ typedef struct cfd_route {
   /*
    * Header lines the error answer must carry, static, never NULL: ""
    * when none (and on success), "Allow: GET, HEAD\r\n" (405),
-   * "Allow: GET\r\n" (405 for HEAD /ws), "Upgrade: websocket\r\n" (426),
+   * "Allow: GET\r\n" (405 on /ws), "Upgrade: websocket\r\n" (426),
    * "Sec-WebSocket-Version: 13\r\n" (400 for a missing, repeated or
    * unsupported version). Pass it as cfd_http_head()'s extra.
    */
@@ -89,7 +98,8 @@ typedef struct cfd_origin_policy {
  * Routes a parsed request. Returns 0 and fills out, or the HTTP status
  * to answer with: 400 (bad upgrade headers, bad room, bad version: add
  * "Sec-WebSocket-Version: 13"), 403 (Origin refused), 404 (unknown
- * path), 405 (method other than GET/HEAD: add "Allow: GET, HEAD"),
+ * path), 405 (method other than GET/HEAD, or HEAD on /ws: add
+ * out->extra, "Allow: GET, HEAD", or "Allow: GET" on /ws),
  * 426 (GET /ws without an Upgrade: websocket header; add
  * "Upgrade: websocket"), 500 (the accept key could not be computed:
  * OpenSSL failed). An upgrade over HTTP/1.0 is 400. On every return
@@ -97,7 +107,7 @@ typedef struct cfd_origin_policy {
  * fields of out are only meaningful when 0 is returned.
  * Paths are matched exactly, before the method: an unknown path is 404
  * whatever the method. The query string is ignored except room= on /ws.
- * HEAD /ws is 405 with "Allow: GET". /ws checks, in order: HTTP/1.1
+ * /ws accepts GET only. Its checks, in order: HTTP/1.1
  * (400), Upgrade has token websocket (426), Connection has token
  * upgrade (400), exactly one non-empty Host (400), exactly one
  * Sec-WebSocket-Key that is canonical base64 of 16 bytes (400), exactly
