@@ -201,6 +201,8 @@ static void wr_escaped(wr *w, const char *s, size_t len) {
   size_t run = 0, i;
   char u[7];
 
+  if (len == 0)
+    return; /* s may be NULL */
   for (i = 0; i < len; i++) {
     const char *esc = json_escape((unsigned char)s[i], u);
     if (esc == NULL)

@@ -273,8 +273,11 @@ int cf__envelope_decode(cf_envelope **out, const void *buf, size_t len,
     *out = NULL;
   if (out == NULL || buf == NULL || mem == NULL)
     return CF_ERR_INVALID;
-  /* NUL is allowed so text payloads holding U+0000 round-trip. */
-  root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+  /* NUL is allowed so text payloads holding U+0000 round-trip; any top
+   * level value is parsed so that a scalar is reported as not an object
+   * rather than as bad JSON. */
+  root = json_loadb(buf, len,
+                    JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_ANY,
                     &jerr);
   if (root == NULL) {
     rv = load_error(&jerr, &why);
