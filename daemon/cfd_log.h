@@ -2,6 +2,8 @@
 #ifndef CFD_LOG_H
 #define CFD_LOG_H
 
+#include <stddef.h> /* NULL, which ends every cfd_log() call */
+
 enum cfd_log_level {
   CFD_LOG_ERROR = 0,
   CFD_LOG_WARN = 1,
