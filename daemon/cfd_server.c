@@ -1,0 +1,656 @@
+#include "cfd_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "cfd_http.h"
+#include "cfd_log.h"
+#include "cfd_ws.h"
+
+extern const char cfd_page_index[];
+extern const size_t cfd_page_index_len;
+
+#define LISTEN_BACKLOG 1024
+#define ACCEPT_BURST 128     /* accepts per wakeup, so clients get turns */
+#define ACCEPT_PAUSE 0.1     /* seconds without accepting after EMFILE */
+#define WRITE_TIMEOUT 10.0   /* seconds to take a whole answer */
+#define LINGER_TIMEOUT 2.0   /* seconds to wait for the peer's EOF */
+#define MAX_REJECTING 64     /* 503 answers in flight over the limit */
+
+/*
+ * What a connection is doing. Every answer ends the same way: write it,
+ * shutdown(SHUT_WR), then read and drop until the peer closes, so the
+ * peer reads the whole answer instead of a reset caused by unread
+ * request bytes still in our receive buffer.
+ */
+enum { H_READ, H_WRITE, H_LINGER };
+
+typedef struct hconn {
+  struct hconn *prev, *next;
+  cfd_server *srv;
+  ev_io io;
+  ev_timer timer;    /* header, write or linger deadline */
+  char *buf;         /* CFD_HTTP_HEAD_MAX: the request head, then the
+                        answer head; NULL for an over-limit 503 */
+  size_t len;        /* request bytes in buf */
+  struct iovec out[2]; /* answer still to write: head, body */
+  char *owned;       /* malloc'd body (metrics), freed with the conn */
+  int state;
+  int counted;       /* counts towards --max-connections */
+} hconn;
+
+struct cfd_server {
+  cfd_ctx *ctx;
+  int fd;              /* listening socket, -1 once closed */
+  unsigned port;
+  ev_io accept_io;
+  ev_timer pause;      /* resumes accepting after EMFILE */
+  hconn *conns;        /* every HTTP-phase connection */
+  unsigned n_rejecting;
+  int emfile_logged;   /* one log line per EMFILE episode */
+};
+
+static const char reject_503[] =
+    "HTTP/1.1 503 Service Unavailable\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n"
+    "Content-Length: 24\r\n"
+    "Connection: close\r\n"
+    "Cache-Control: no-store\r\n"
+    "Retry-After: 1\r\n"
+    "\r\n"
+    "503 Service Unavailable\n";
+
+void cfd_peer_str(int fd, char *buf, size_t len) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  char host[INET6_ADDRSTRLEN];
+  snprintf(buf, len, "?");
+  if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+    return;
+  if (ss.ss_family == AF_INET) {
+    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+    if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host)))
+      snprintf(buf, len, "%s:%u", host, ntohs(a->sin_port));
+  } else if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+    if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)))
+      snprintf(buf, len, "[%s]:%u", host, ntohs(a->sin6_port));
+  }
+}
+
+/* --- connection lifetime ---------------------------------------------- */
+
+static void conn_unlink(hconn *h) {
+  cfd_server *s = h->srv;
+  if (h->prev)
+    h->prev->next = h->next;
+  else
+    s->conns = h->next;
+  if (h->next)
+    h->next->prev = h->prev;
+  if (h->counted)
+    s->ctx->n_http--;
+  else
+    s->n_rejecting--;
+}
+
+/* Stops the watchers and frees h; closes the fd unless keep_fd. */
+static void conn_free(hconn *h, int keep_fd) {
+  struct ev_loop *loop = h->srv->ctx->loop;
+  ev_io_stop(loop, &h->io);
+  ev_timer_stop(loop, &h->timer);
+  if (!keep_fd)
+    close(h->io.fd);
+  conn_unlink(h);
+  free(h->owned);
+  free(h->buf);
+  free(h);
+}
+
+static void timer_arm(hconn *h, double after) {
+  struct ev_loop *loop = h->srv->ctx->loop;
+  ev_timer_stop(loop, &h->timer);
+  ev_timer_set(&h->timer, after, 0.);
+  ev_timer_start(loop, &h->timer);
+}
+
+static void io_watch(hconn *h, int events) {
+  struct ev_loop *loop = h->srv->ctx->loop;
+  if (ev_is_active(&h->io) && h->io.events == events)
+    return;
+  ev_io_stop(loop, &h->io);
+  ev_io_set(&h->io, h->io.fd, events);
+  ev_io_start(loop, &h->io);
+}
+
+/* --- writing an answer ------------------------------------------------- */
+
+static void conn_linger(hconn *h) {
+  shutdown(h->io.fd, SHUT_WR);
+  h->state = H_LINGER;
+  io_watch(h, EV_READ);
+  timer_arm(h, LINGER_TIMEOUT);
+}
+
+/* Writes what it can; returns -1 when h was freed. */
+static int conn_flush(hconn *h) {
+  ssize_t n;
+  int i = h->out[0].iov_len == 0 ? 1 : 0;
+  while (h->out[1].iov_len > 0 || h->out[0].iov_len > 0) {
+    n = writev(h->io.fd, h->out + i, 2 - i);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        io_watch(h, EV_WRITE);
+        return 0;
+      }
+      conn_free(h, 0);
+      return -1;
+    }
+    for (; i < 2 && n > 0; i++) {
+      size_t k = (size_t)n < h->out[i].iov_len ? (size_t)n : h->out[i].iov_len;
+      h->out[i].iov_base = (char *)h->out[i].iov_base + k;
+      h->out[i].iov_len -= k;
+      n -= (ssize_t)k;
+      if (h->out[i].iov_len > 0)
+        break;
+    }
+  }
+  conn_linger(h);
+  return 0;
+}
+
+static void conn_send(hconn *h, const void *head, size_t head_len,
+                      const void *body, size_t body_len) {
+  h->out[0].iov_base = (void *)head;
+  h->out[0].iov_len = head_len;
+  h->out[1].iov_base = (void *)body;
+  h->out[1].iov_len = body_len;
+  h->state = H_WRITE;
+  timer_arm(h, WRITE_TIMEOUT);
+  /* Usually the whole answer fits in the socket buffer right away. */
+  conn_flush(h);
+}
+
+/*
+ * Answers with status, type and body (body_len bytes; body may point
+ * into nothing when head_only). The head is written into h->buf, so
+ * anything parsed from the request is dead after this call starts.
+ */
+static void conn_answer(hconn *h, int status, const char *ctype,
+                        const char *body, size_t body_len,
+                        const char *extra, int head_only) {
+  int n = cfd_http_head(h->buf, CFD_HTTP_HEAD_MAX, status, ctype, body_len,
+                        extra);
+  cfd_metrics_http(&h->srv->ctx->metrics, status);
+  if (n < 0) {
+    conn_free(h, 0);
+    return;
+  }
+  conn_send(h, h->buf, (size_t)n, body, head_only ? 0 : body_len);
+}
+
+/* A short text body for an error answer, built after the head. */
+static void conn_error(hconn *h, int status, const char *extra,
+                       int head_only) {
+  char body[64];
+  int n = snprintf(body, sizeof(body), "%d %s\n", status,
+                   cfd_http_reason(status));
+  int hl;
+  cfd_metrics_http(&h->srv->ctx->metrics, status);
+  hl = cfd_http_head(h->buf, CFD_HTTP_HEAD_MAX, status,
+                     "text/plain; charset=utf-8", (size_t)n, extra);
+  if (hl < 0 || (size_t)hl + (size_t)n > CFD_HTTP_HEAD_MAX) {
+    conn_free(h, 0);
+    return;
+  }
+  memcpy(h->buf + hl, body, (size_t)n);
+  conn_send(h, h->buf, (size_t)hl + (head_only ? 0 : (size_t)n), NULL, 0);
+}
+
+/* --- logging ----------------------------------------------------------- */
+
+static void log_answer(hconn *h, int status, const char *why,
+                       const cfd_http_request *req) {
+  int level = status >= 500   ? CFD_LOG_WARN
+              : status >= 400 ? CFD_LOG_INFO
+                              : CFD_LOG_DEBUG;
+  char peer[64], st[8], method[16], target[256];
+  if (!cfd_log_enabled(level))
+    return;
+  cfd_peer_str(h->io.fd, peer, sizeof(peer));
+  snprintf(st, sizeof(st), "%d", status);
+  if (req == NULL) {
+    cfd_log(level, "http", "peer", peer, "status", st, "reason", why, NULL);
+    return;
+  }
+  snprintf(method, sizeof(method), "%.*s", (int)req->method_len,
+           req->method);
+  snprintf(target, sizeof(target), "%.*s", (int)req->target_len,
+           req->target);
+  cfd_log(level, "http", "peer", peer, "status", st, "method", method,
+          "path", target, "reason", why, NULL);
+}
+
+/* --- the endpoints ----------------------------------------------------- */
+
+static int queue_down(const cfd_ctx *ctx) {
+  return ctx->queue != NULL &&
+         cf_queue_state_get(ctx->queue) == CF_QUEUE_DOWN;
+}
+
+static void serve_health(hconn *h, int head_only) {
+  cfd_ctx *ctx = h->srv->ctx;
+  if (ctx->stopping) {
+    static const char b[] = "shutting down\n";
+    conn_answer(h, 503, "text/plain; charset=utf-8", b, sizeof(b) - 1,
+                NULL, head_only);
+  } else if (queue_down(ctx)) {
+    static const char b[] = "queue down\n";
+    conn_answer(h, 503, "text/plain; charset=utf-8", b, sizeof(b) - 1,
+                NULL, head_only);
+  } else {
+    conn_answer(h, 200, "text/plain; charset=utf-8", "ok\n", 3, NULL,
+                head_only);
+  }
+}
+
+static void serve_metrics(hconn *h, int head_only) {
+  cfd_ctx *ctx = h->srv->ctx;
+  cfd_metrics_ext ext;
+  size_t len = 0;
+  memset(&ext, 0, sizeof(ext));
+  cf_hub_get_stats(ctx->hub, &ext.hub, sizeof(ext.hub));
+  ext.queue_up = ctx->queue != NULL &&
+                 cf_queue_state_get(ctx->queue) == CF_QUEUE_UP;
+  h->owned = cfd_metrics_render(&ctx->metrics, &ext, &len);
+  if (h->owned == NULL) {
+    log_answer(h, 500, "out of memory", NULL);
+    conn_error(h, 500, NULL, head_only);
+    return;
+  }
+  conn_answer(h, 200, "text/plain; version=0.0.4; charset=utf-8", h->owned,
+              len, NULL, head_only);
+}
+
+static void serve_upgrade(hconn *h, const cfd_route *rt, size_t head_len) {
+  cfd_server *s = h->srv;
+  int fd = h->io.fd, status;
+  if (s->ctx->stopping) {
+    log_answer(h, 503, "shutting down", NULL);
+    conn_error(h, 503, "Retry-After: 1\r\n", 0);
+    return;
+  }
+  status = cfd_ws_start(s->ctx, fd, rt, h->buf + head_len,
+                        h->len - head_len);
+  if (status != 0) {
+    log_answer(h, status, "cannot start client", NULL);
+    conn_error(h, status, NULL, 0);
+    return;
+  }
+  cfd_metrics_http(&s->ctx->metrics, 101);
+  conn_free(h, 1);
+}
+
+static int is_head(const cfd_http_request *req) {
+  return req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+}
+
+static void route(hconn *h, const cfd_http_request *req, size_t head_len) {
+  const cfd_config *cfg = h->srv->ctx->cfg;
+  cfd_origin_policy pol;
+  cfd_route rt;
+  int status;
+  pol.allowed = cfg->allowed_origins;
+  pol.n_allowed = cfg->n_allowed_origins;
+  memset(&rt, 0, sizeof(rt));
+  status = cfd_http_route(req, &pol, &rt);
+  if (status != 0) {
+    log_answer(h, status, "rejected", req);
+    conn_error(h, status, rt.extra, is_head(req));
+    return;
+  }
+  log_answer(h, rt.kind == CFD_ROUTE_WS ? 101 : 200, "ok", req);
+  switch (rt.kind) {
+  case CFD_ROUTE_PAGE:
+    conn_answer(h, 200, "text/html; charset=utf-8", cfd_page_index,
+                cfd_page_index_len, NULL, rt.head_only);
+    break;
+  case CFD_ROUTE_HEALTH:
+    serve_health(h, rt.head_only);
+    break;
+  case CFD_ROUTE_METRICS:
+    serve_metrics(h, rt.head_only);
+    break;
+  case CFD_ROUTE_WS:
+    serve_upgrade(h, &rt, head_len);
+    break;
+  default:
+    conn_error(h, 500, NULL, 0);
+  }
+}
+
+/* --- reading the request head ------------------------------------------ */
+
+static void head_parse(hconn *h, int full) {
+  cfd_http_request req;
+  int rv = cfd_http_parse(h->buf, h->len, &req);
+  if (rv > 0) {
+    route(h, &req, (size_t)rv);
+  } else if (rv == CFD_HTTP_TOO_MANY_HEADERS) {
+    log_answer(h, 431, "too many headers", NULL);
+    conn_error(h, 431, NULL, 0);
+  } else if (rv == CFD_HTTP_BAD) {
+    log_answer(h, 400, "malformed request", NULL);
+    conn_error(h, 400, NULL, 0);
+  } else if (full) {
+    int st = cfd_http_overflow_status(h->buf, h->len);
+    log_answer(h, st, "request head too large", NULL);
+    conn_error(h, st, NULL, 0);
+  }
+}
+
+static void head_read(hconn *h) {
+  ssize_t n;
+  size_t old = h->len;
+  for (;;) {
+    n = read(h->io.fd, h->buf + h->len, CFD_HTTP_HEAD_MAX - h->len);
+    if (n > 0)
+      break;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    conn_free(h, 0); /* EOF or error before a whole head: nobody to answer */
+    return;
+  }
+  h->len += (size_t)n;
+  /* The parse restarts from the top: skip it until a line ends. */
+  if (h->len < CFD_HTTP_HEAD_MAX && !memchr(h->buf + old, '\n', (size_t)n))
+    return;
+  head_parse(h, h->len == CFD_HTTP_HEAD_MAX);
+}
+
+static void linger_read(hconn *h) {
+  char sink[4096];
+  ssize_t n;
+  int i;
+  for (i = 0; i < 16; i++) {
+    n = read(h->io.fd, sink, sizeof(sink));
+    if (n > 0)
+      continue;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return;
+    conn_free(h, 0);
+    return;
+  }
+}
+
+static void conn_io_cb(struct ev_loop *loop, ev_io *w, int revents) {
+  hconn *h = w->data;
+  (void)loop;
+  (void)revents;
+  if (h->state == H_READ)
+    head_read(h);
+  else if (h->state == H_WRITE)
+    conn_flush(h);
+  else
+    linger_read(h);
+}
+
+static void conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+  hconn *h = w->data;
+  (void)loop;
+  (void)revents;
+  if (h->state != H_READ) {
+    conn_free(h, 0);
+    return;
+  }
+  log_answer(h, 408, "header timeout", NULL);
+  conn_error(h, 408, NULL, 0);
+}
+
+/* --- accepting --------------------------------------------------------- */
+
+static hconn *conn_new(cfd_server *s, int fd, int counted) {
+  hconn *h = calloc(1, sizeof(*h));
+  if (h == NULL)
+    return NULL;
+  if (counted) {
+    h->buf = malloc(CFD_HTTP_HEAD_MAX);
+    if (h->buf == NULL) {
+      free(h);
+      return NULL;
+    }
+  }
+  h->srv = s;
+  h->counted = counted;
+  ev_io_init(&h->io, conn_io_cb, fd, EV_READ);
+  h->io.data = h;
+  ev_timer_init(&h->timer, conn_timer_cb, 0., 0.);
+  h->timer.data = h;
+  h->next = s->conns;
+  if (s->conns)
+    s->conns->prev = h;
+  s->conns = h;
+  if (counted)
+    s->ctx->n_http++;
+  else
+    s->n_rejecting++;
+  return h;
+}
+
+/* Over --max-connections: a fixed 503, then close. */
+static void conn_reject(cfd_server *s, int fd) {
+  hconn *h;
+  char peer[64];
+  cfd_metrics_http(&s->ctx->metrics, 503);
+  if (cfd_log_enabled(CFD_LOG_WARN)) {
+    cfd_peer_str(fd, peer, sizeof(peer));
+    cfd_log(CFD_LOG_WARN, "http", "peer", peer, "status", "503", "reason",
+            "max connections reached", NULL);
+  }
+  /* Past a few pending answers a flood just gets closed. */
+  if (s->n_rejecting >= MAX_REJECTING || (h = conn_new(s, fd, 0)) == NULL) {
+    close(fd);
+    return;
+  }
+  conn_send(h, reject_503, sizeof(reject_503) - 1, NULL, 0);
+}
+
+static void conn_accepted(cfd_server *s, int fd) {
+  cfd_ctx *ctx = s->ctx;
+  hconn *h;
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (ctx->n_http + ctx->n_ws >= ctx->cfg->max_connections) {
+    conn_reject(s, fd);
+    return;
+  }
+  h = conn_new(s, fd, 1);
+  if (h == NULL) {
+    close(fd);
+    return;
+  }
+  ev_io_start(ctx->loop, &h->io);
+  if (ctx->cfg->header_timeout > 0)
+    timer_arm(h, ctx->cfg->header_timeout);
+}
+
+static void accept_pause(cfd_server *s, int err) {
+  if (!s->emfile_logged) {
+    cfd_log(CFD_LOG_WARN, "accept paused", "error", strerror(err), NULL);
+    s->emfile_logged = 1;
+  }
+  ev_io_stop(s->ctx->loop, &s->accept_io);
+  ev_timer_set(&s->pause, ACCEPT_PAUSE, 0.);
+  ev_timer_start(s->ctx->loop, &s->pause);
+}
+
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents) {
+  cfd_server *s = w->data;
+  int i, fd;
+  (void)loop;
+  (void)revents;
+  for (i = 0; i < ACCEPT_BURST && s->fd >= 0; i++) {
+    fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      s->emfile_logged = 0;
+      conn_accepted(s, fd);
+      continue;
+    }
+    if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
+      continue;
+    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+        errno == ENOMEM) {
+      /* The pending connection stays queued: retry later, don't spin. */
+      accept_pause(s, errno);
+      return;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      cfd_log(CFD_LOG_ERROR, "accept failed", "error", strerror(errno),
+              NULL);
+    return;
+  }
+}
+
+static void pause_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+  cfd_server *s = w->data;
+  (void)revents;
+  if (s->fd >= 0)
+    ev_io_start(loop, &s->accept_io);
+}
+
+/* --- listening ---------------------------------------------------------- */
+
+static int listen_on(const struct addrinfo *ai) {
+  int one = 1;
+  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
+                                     SOCK_CLOEXEC,
+                  ai->ai_protocol);
+  if (fd < 0)
+    return -1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+  if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
+      listen(fd, LISTEN_BACKLOG) != 0) {
+    int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+static unsigned bound_port(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t sl = sizeof(ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
+    return 0;
+  if (ss.ss_family == AF_INET6)
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static int server_bind(cfd_server *s) {
+  const cfd_config *cfg = s->ctx->cfg;
+  struct addrinfo hints, *res = NULL, *ai;
+  char port[8], addr[300];
+  int rv, err = 0;
+  memset(&hints, 0, sizeof(hints));
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  snprintf(port, sizeof(port), "%u", (unsigned)cfg->listen_port);
+  snprintf(addr, sizeof(addr), strchr(cfg->listen_host, ':') ? "[%s]:%s"
+                                                             : "%s:%s",
+           cfg->listen_host, port);
+  rv = getaddrinfo(cfg->listen_host, port, &hints, &res);
+  if (rv != 0) {
+    cfd_log(CFD_LOG_ERROR, "cannot resolve listen address", "addr", addr,
+            "error", gai_strerror(rv), NULL);
+    return -1;
+  }
+  for (ai = res; ai != NULL && s->fd < 0; ai = ai->ai_next) {
+    s->fd = listen_on(ai);
+    if (s->fd < 0)
+      err = errno;
+  }
+  freeaddrinfo(res);
+  if (s->fd < 0) {
+    cfd_log(CFD_LOG_ERROR, "cannot listen", "addr", addr, "error",
+            strerror(err), NULL);
+    return -1;
+  }
+  s->port = bound_port(s->fd);
+  return 0;
+}
+
+static void log_listening(const cfd_server *s) {
+  const char *host = s->ctx->cfg->listen_host;
+  char url[320];
+  snprintf(url, sizeof(url),
+           strchr(host, ':') ? "http://[%s]:%u/" : "http://%s:%u/", host,
+           s->port);
+  cfd_log(CFD_LOG_INFO, "listening", "url", url, NULL);
+}
+
+int cfd_server_new(cfd_server **out, cfd_ctx *ctx) {
+  cfd_server *s = calloc(1, sizeof(*s));
+  *out = NULL;
+  if (s == NULL) {
+    cfd_log(CFD_LOG_ERROR, "out of memory", NULL);
+    return -1;
+  }
+  s->ctx = ctx;
+  s->fd = -1;
+  if (server_bind(s) != 0) {
+    free(s);
+    return -1;
+  }
+  ev_io_init(&s->accept_io, accept_cb, s->fd, EV_READ);
+  s->accept_io.data = s;
+  ev_timer_init(&s->pause, pause_cb, 0., 0.);
+  s->pause.data = s;
+  ev_io_start(ctx->loop, &s->accept_io);
+  log_listening(s);
+  *out = s;
+  return 0;
+}
+
+unsigned cfd_server_port(const cfd_server *s) { return s->port; }
+
+void cfd_server_stop(cfd_server *s) {
+  hconn *h, *next;
+  if (s == NULL || s->fd < 0)
+    return;
+  ev_io_stop(s->ctx->loop, &s->accept_io);
+  ev_timer_stop(s->ctx->loop, &s->pause);
+  close(s->fd);
+  s->fd = -1;
+  for (h = s->conns; h != NULL; h = next) {
+    next = h->next;
+    if (h->state == H_READ && h->len == 0)
+      conn_free(h, 0);
+  }
+}
+
+void cfd_server_free(cfd_server *s) {
+  if (s == NULL)
+    return;
+  cfd_server_stop(s);
+  while (s->conns != NULL)
+    conn_free(s->conns, 0);
+  free(s);
+}

@@ -1,0 +1,538 @@
+#include "cfd_ws.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <wslay/wslay.h>
+
+#include "cfd_frame.h"
+#include "cfd_log.h"
+#include "cfd_server.h"
+#include "cfd_utf8.h"
+
+#define WS_IOV_MAX 64           /* iovecs per writev */
+#define WS_READ_BUDGET 65536u   /* bytes read per wakeup, for fairness */
+#define WS_CLOSE_TIMEOUT 5.0    /* seconds to get our close frame out */
+#define WS_LINGER_TIMEOUT 2.0   /* seconds to wait for the peer's EOF */
+
+/*
+ * Life of a connection. OPEN: frames flow. CLOSING: a close frame is in
+ * the outbox (ours, or the echo of the peer's); input is dropped. LINGER:
+ * everything is written and the write side shut down; we wait briefly
+ * for the peer's EOF so it reads the close frame rather than a reset.
+ */
+enum { WS_OPEN, WS_CLOSING, WS_LINGER };
+
+typedef struct cfd_ws {
+  struct cfd_ws *prev, *next; /* ctx->ws_head list */
+  cfd_ctx *ctx;
+  cf_client *client;
+  wslay_event_context_ptr ws;
+  ev_io rio;
+  ev_io wio;            /* active while the outbox has bytes */
+  ev_timer timer;       /* OPEN: ping/idle; later: close deadline */
+  double last_rx;       /* ev_now() of the last byte received */
+  double last_ping;     /* ev_now() of the last ping sent */
+  uint8_t *pre;         /* bytes that came with the HTTP head, or NULL */
+  uint32_t pre_len, pre_off;
+  uint32_t rx_budget;   /* bytes this wakeup may still read */
+  const char *close_why;/* static reason of a close we started, or NULL */
+  uint8_t state;
+  uint8_t rx_gone;      /* the recv callback saw EOF or an error */
+  uint8_t room_len;
+  char room[CF_ROOM_MAX + 1];
+} cfd_ws;
+
+static double mono_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* --- lifetime ---------------------------------------------------------- */
+
+static void ws_free(cfd_ws *c) {
+  cfd_ctx *ctx = c->ctx;
+  ev_io_stop(ctx->loop, &c->rio);
+  ev_io_stop(ctx->loop, &c->wio);
+  ev_timer_stop(ctx->loop, &c->timer);
+  close(c->rio.fd);
+  cf_client_free(c->client);
+  wslay_event_context_free(c->ws);
+  free(c->pre);
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    ctx->ws_head = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  ctx->n_ws--;
+  ctx->metrics.connections = ctx->n_ws;
+  free(c);
+}
+
+static void timer_arm(cfd_ws *c, double after) {
+  ev_timer_stop(c->ctx->loop, &c->timer);
+  ev_timer_set(&c->timer, after, 0.);
+  ev_timer_start(c->ctx->loop, &c->timer);
+}
+
+static void log_close(cfd_ws *c, int level, const char *msg, int code,
+                      const char *why) {
+  char peer[64], cs[8];
+  if (!cfd_log_enabled(level))
+    return;
+  cfd_peer_str(c->rio.fd, peer, sizeof(peer));
+  snprintf(cs, sizeof(cs), "%d", code);
+  cfd_log(level, msg, "peer", peer, "room", c->room, "code", cs, "reason",
+          why, NULL);
+}
+
+/* Why wslay closed on its own, from the code it sent. */
+static const char *wslay_close_why(int code) {
+  switch (code) {
+  case 1002:
+    return "protocol error";
+  case 1007:
+    return "invalid utf-8";
+  case 1009:
+    return "message too big";
+  default:
+    return "error";
+  }
+}
+
+/* A close frame with code is now in the outbox: count and log it. */
+static void closing_begin(cfd_ws *c, int code) {
+  int level = CFD_LOG_INFO;
+  const char *why = c->close_why;
+  c->state = WS_CLOSING;
+  /* Nothing may follow the close frame: stop the room's traffic. */
+  cf_client_leave(c->client, c->room, c->room_len);
+  cfd_metrics_ws_close(&c->ctx->metrics, code);
+  if (wslay_event_get_close_received(c->ws) && why == NULL) {
+    level = CFD_LOG_DEBUG;
+    why = "peer closed";
+  } else if (why == NULL) {
+    why = wslay_close_why(code);
+  } else if (code == 1001) {
+    level = CFD_LOG_DEBUG; /* every client at shutdown */
+  } else if (code == 1008 || code == 1011) {
+    level = CFD_LOG_WARN;
+  }
+  log_close(c, level, "ws close", code, why);
+  timer_arm(c, WS_CLOSE_TIMEOUT);
+  ev_io_start(c->ctx->loop, &c->wio);
+}
+
+/*
+ * Starts a close we decide on: wslay queues the frame (sent by the next
+ * pump) and stops reading. No-op when a close is already on its way.
+ */
+static void ws_fail(cfd_ws *c, uint16_t code, const char *why) {
+  if (wslay_event_queue_close(c->ws, code, (const uint8_t *)why,
+                              strlen(why)) != 0)
+    return;
+  c->close_why = why;
+  wslay_event_shutdown_read(c->ws);
+  ev_io_start(c->ctx->loop, &c->wio);
+}
+
+/*
+ * Closes with a frame we write ourselves, for failures after which
+ * wslay cannot send one with a code (it queues an empty close when its
+ * frame parser rejects input). Returns -1 when c must be freed.
+ */
+static int ws_close_raw(cfd_ws *c, uint16_t code, const char *why) {
+  uint8_t f[CFD_FRAME_CLOSE_MAX];
+  size_t n = cfd_frame_close(f, code, why, strlen(why));
+  wslay_event_shutdown_read(c->ws);
+  wslay_event_shutdown_write(c->ws);
+  if (cf_client_send(c->client, f, n) != CF_OK)
+    return -1;
+  c->close_why = why;
+  closing_begin(c, code);
+  return 0;
+}
+
+/*
+ * Moves what wslay queued (pongs, pings, close frames) into the outbox
+ * and notices when that included a close. Returns -1 when c must be
+ * freed.
+ */
+static int ws_pump(cfd_ws *c) {
+  if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0)
+    return -1;
+  if (c->state == WS_OPEN && wslay_event_get_close_sent(c->ws))
+    closing_begin(c, wslay_event_get_status_code_sent(c->ws));
+  return 0;
+}
+
+/* --- wslay callbacks --------------------------------------------------- */
+
+static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len,
+                       int flags, void *ud) {
+  cfd_ws *c = ud;
+  ssize_t n;
+  (void)flags;
+  if (c->pre != NULL) {
+    n = (ssize_t)(len < c->pre_len - c->pre_off ? len
+                                                : c->pre_len - c->pre_off);
+    memcpy(buf, c->pre + c->pre_off, (size_t)n);
+    c->pre_off += (uint32_t)n;
+    if (c->pre_off == c->pre_len) {
+      free(c->pre);
+      c->pre = NULL;
+    }
+    return n;
+  }
+  if (c->rx_budget == 0) {
+    /* More may be waiting; the level-triggered watcher comes back. */
+    wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+  }
+  if (len > c->rx_budget)
+    len = c->rx_budget;
+  do
+    n = read(c->rio.fd, buf, len);
+  while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    c->rx_budget -= (uint32_t)n;
+    c->last_rx = ev_now(c->ctx->loop);
+    return n;
+  }
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+  }
+  c->rx_gone = 1;
+  wslay_event_set_error(ws, WSLAY_ERR_CALLBACK_FAILURE);
+  return -1;
+}
+
+/*
+ * wslay's output is copied into the hub outbox whole, so wslay never
+ * holds a partial frame and its frames stay in order with the hub's.
+ */
+static ssize_t send_cb(wslay_event_context_ptr ws, const uint8_t *data,
+                       size_t len, int flags, void *ud) {
+  cfd_ws *c = ud;
+  (void)flags;
+  if (cf_client_send(c->client, data, len) != CF_OK) {
+    wslay_event_set_error(ws, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+  }
+  ev_io_start(c->ctx->loop, &c->wio);
+  return (ssize_t)len;
+}
+
+static void publish(cfd_ws *c, uint32_t flags, const uint8_t *msg,
+                    size_t len) {
+  cfd_ctx *ctx = c->ctx;
+  double t0;
+  int rv;
+  ctx->metrics.messages_in++;
+  ctx->metrics.bytes_in += len;
+  t0 = mono_now();
+  rv = cf_hub_publish(ctx->hub, c->room, c->room_len, flags, msg, len);
+  cfd_metrics_fanout(&ctx->metrics, mono_now() - t0);
+  /* Queue refusals still delivered locally; the hub counts them. */
+  if (rv == CF_ERR_NOMEM || rv == CF_ERR_INVALID || rv == CF_ERR_TOO_BIG)
+    ws_fail(c, 1011, "internal error");
+}
+
+static void on_msg_cb(wslay_event_context_ptr ws,
+                      const struct wslay_event_on_msg_recv_arg *arg,
+                      void *ud) {
+  cfd_ws *c = ud;
+  (void)ws;
+  /* Data after a close we queued is dropped. */
+  if (c->state != WS_OPEN || c->close_why != NULL)
+    return;
+  if (arg->opcode == WSLAY_TEXT_FRAME) {
+    if (!cfd_utf8_valid(arg->msg, arg->msg_length)) {
+      ws_fail(c, 1007, "invalid utf-8");
+      return;
+    }
+    publish(c, CF_MSG_TEXT, arg->msg, arg->msg_length);
+  } else if (arg->opcode == WSLAY_BINARY_FRAME) {
+    publish(c, CF_MSG_BINARY, arg->msg, arg->msg_length);
+  }
+}
+
+/*
+ * wslay answers a close frame with a 1-byte payload (invalid: RFC 6455
+ * 5.5.1) with an empty close; queue 1002 first so that one is sent.
+ */
+static void on_frame_start_cb(
+    wslay_event_context_ptr ws,
+    const struct wslay_event_on_frame_recv_start_arg *arg, void *ud) {
+  (void)ws;
+  if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1)
+    ws_fail(ud, 1002, "protocol error");
+}
+
+/* --- hub callbacks ----------------------------------------------------- */
+
+static void hub_wake(cf_client *cl, void *ud) {
+  cfd_ws *c = ud;
+  (void)cl;
+  ev_io_start(c->ctx->loop, &c->wio);
+}
+
+/* May run inside any hub call, even this client's own publish: only
+ * queue the close here; the write watcher sends it. */
+static void hub_close(cf_client *cl, int reason, void *ud) {
+  cfd_ws *c = ud;
+  (void)cl;
+  if (reason == CF_CLOSE_SLOW) {
+    c->ctx->metrics.slow_disconnects++;
+    ws_fail(c, 1008, "slow consumer");
+  } else {
+    ws_fail(c, 1001, "going away");
+  }
+}
+
+/* --- I/O --------------------------------------------------------------- */
+
+static void linger_begin(cfd_ws *c) {
+  shutdown(c->rio.fd, SHUT_WR);
+  c->state = WS_LINGER;
+  timer_arm(c, WS_LINGER_TIMEOUT);
+}
+
+/* Input after our close: drop it, free on EOF. Returns -1 if freed. */
+static int drain_input(cfd_ws *c) {
+  uint8_t sink[4096];
+  ssize_t n;
+  int i;
+  for (i = 0; i < 16; i++) {
+    n = read(c->rio.fd, sink, sizeof(sink));
+    if (n > 0)
+      continue;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return 0;
+    ws_free(c);
+    return -1;
+  }
+  return 0;
+}
+
+static void read_cb(struct ev_loop *loop, ev_io *w, int revents) {
+  cfd_ws *c = w->data;
+  int rv;
+  (void)loop;
+  (void)revents;
+  if (c->state != WS_OPEN) {
+    drain_input(c);
+    return;
+  }
+  c->rx_budget = WS_READ_BUDGET;
+  rv = wslay_event_recv(c->ws);
+  if (rv != 0) {
+    if (c->rx_gone) {
+      log_close(c, CFD_LOG_DEBUG, "ws disconnect", 1006, "connection lost");
+      ws_free(c);
+      return;
+    }
+    /* Its frame parser refused the input (or memory ran out). */
+    if (ws_close_raw(c, rv == WSLAY_ERR_NOMEM ? 1011 : 1002,
+                     rv == WSLAY_ERR_NOMEM ? "internal error"
+                                           : "protocol error") != 0)
+      ws_free(c);
+    return;
+  }
+  if (ws_pump(c) != 0)
+    ws_free(c);
+}
+
+static void write_cb(struct ev_loop *loop, ev_io *w, int revents) {
+  cfd_ws *c = w->data;
+  struct iovec iov[WS_IOV_MAX];
+  ssize_t n;
+  int cnt;
+  (void)revents;
+  if (c->state == WS_LINGER) {
+    ev_io_stop(loop, &c->wio);
+    return;
+  }
+  if (ws_pump(c) != 0) {
+    ws_free(c);
+    return;
+  }
+  for (;;) {
+    cnt = cf_client_iov(c->client, iov, WS_IOV_MAX);
+    if (cnt == 0) {
+      ev_io_stop(loop, &c->wio);
+      if (c->state == WS_CLOSING)
+        linger_begin(c);
+      return;
+    }
+    n = writev(c->rio.fd, iov, cnt);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return;
+      log_close(c, CFD_LOG_DEBUG, "ws disconnect", 1006, strerror(errno));
+      ws_free(c);
+      return;
+    }
+    cf_client_consume(c->client, (size_t)n);
+  }
+}
+
+static double next_deadline(const cfd_ws *c, double now) {
+  const cfd_config *cfg = c->ctx->cfg;
+  double at = -1, t;
+  if (cfg->idle_timeout > 0)
+    at = c->last_rx + cfg->idle_timeout;
+  if (cfg->ping_interval > 0) {
+    t = c->last_ping + cfg->ping_interval;
+    if (at < 0 || t < at)
+      at = t;
+  }
+  if (at < 0)
+    return -1;
+  return at > now ? at - now : 0.;
+}
+
+static void keepalive(cfd_ws *c) {
+  const cfd_config *cfg = c->ctx->cfg;
+  double now = ev_now(c->ctx->loop), after;
+  if (cfg->idle_timeout > 0 && now - c->last_rx >= cfg->idle_timeout) {
+    ws_fail(c, 1000, "idle timeout");
+  } else if (cfg->ping_interval > 0 &&
+             now - c->last_ping >= cfg->ping_interval) {
+    struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
+    wslay_event_queue_msg(c->ws, &ping);
+    c->last_ping = now;
+  }
+  if (ws_pump(c) != 0) {
+    ws_free(c);
+    return;
+  }
+  if (c->state == WS_OPEN && (after = next_deadline(c, now)) >= 0)
+    timer_arm(c, after);
+}
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+  cfd_ws *c = w->data;
+  (void)loop;
+  (void)revents;
+  if (c->state == WS_OPEN) {
+    keepalive(c);
+    return;
+  }
+  if (c->state == WS_CLOSING)
+    log_close(c, CFD_LOG_DEBUG, "ws close timeout", 1006,
+              "close frame not written in time");
+  ws_free(c);
+}
+
+/* --- start / teardown -------------------------------------------------- */
+
+static int ws_setup(cfd_ws *c) {
+  static const struct wslay_event_callbacks cbs = {
+      recv_cb, send_cb, NULL, on_frame_start_cb, NULL, NULL, on_msg_cb};
+  if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0)
+    return -1;
+  wslay_event_config_set_max_recv_msg_length(c->ws,
+                                             c->ctx->cfg->max_message_size);
+  wslay_event_config_set_allowed_rsv_bits(c->ws, WSLAY_RSV_NONE);
+  return 0;
+}
+
+/* Returns 0 or the HTTP status for the failure; c is then unchanged
+ * apart from what ws_abort() releases. */
+static int ws_attach(cfd_ws *c, const cfd_route *rt) {
+  static const cf_client_ops ops = {CF_CLIENT_OPS_VERSION, hub_wake,
+                                    hub_close};
+  char head[256];
+  int n, rv;
+  if (cf_client_new(&c->client, c->ctx->hub, &ops, c) != CF_OK)
+    return 500;
+  /* The 101 goes in first: everything after it is ordered behind it. */
+  n = cfd_http_upgrade_head(head, sizeof(head), rt->accept);
+  if (n < 0 || cf_client_send(c->client, head, (size_t)n) != CF_OK)
+    return 500;
+  rv = cf_client_join(c->client, rt->room, rt->room_len);
+  if (rv == CF_ERR_LIMIT)
+    return 503;
+  return rv == CF_OK ? 0 : 500;
+}
+
+static void ws_abort(cfd_ws *c) {
+  ev_io_stop(c->ctx->loop, &c->wio);
+  cf_client_free(c->client);
+  wslay_event_context_free(c->ws);
+  free(c->pre);
+  free(c);
+}
+
+static void ws_link(cfd_ws *c) {
+  cfd_ctx *ctx = c->ctx;
+  c->next = ctx->ws_head;
+  if (ctx->ws_head)
+    ctx->ws_head->prev = c;
+  ctx->ws_head = c;
+  ctx->n_ws++;
+  ctx->metrics.connections = ctx->n_ws;
+}
+
+int cfd_ws_start(cfd_ctx *ctx, int fd, const cfd_route *rt,
+                 const char *pre, size_t pre_len) {
+  cfd_ws *c = calloc(1, sizeof(*c));
+  int status;
+  if (c == NULL)
+    return 500;
+  c->ctx = ctx;
+  /* Watchers first: the hub may wake us while attaching. */
+  ev_io_init(&c->rio, read_cb, fd, EV_READ);
+  c->rio.data = c;
+  ev_io_init(&c->wio, write_cb, fd, EV_WRITE);
+  c->wio.data = c;
+  ev_timer_init(&c->timer, timer_cb, 0., 0.);
+  c->timer.data = c;
+  memcpy(c->room, rt->room, rt->room_len);
+  c->room_len = (uint8_t)rt->room_len;
+  if (pre_len > 0) {
+    c->pre = malloc(pre_len);
+    if (c->pre == NULL) {
+      free(c);
+      return 500;
+    }
+    memcpy(c->pre, pre, pre_len);
+    c->pre_len = (uint32_t)pre_len;
+  }
+  if (ws_setup(c) != 0) {
+    ws_abort(c);
+    return 500;
+  }
+  if ((status = ws_attach(c, rt)) != 0) {
+    ws_abort(c);
+    return status;
+  }
+  ws_link(c);
+  c->last_rx = c->last_ping = ev_now(ctx->loop);
+  ev_io_start(ctx->loop, &c->rio);
+  ev_io_start(ctx->loop, &c->wio);
+  if (next_deadline(c, c->last_rx) >= 0)
+    timer_arm(c, next_deadline(c, c->last_rx));
+  /* Frames that came with the head would not wake the read watcher. */
+  if (c->pre != NULL)
+    ev_feed_event(ctx->loop, &c->rio, EV_READ);
+  return 0;
+}
+
+void cfd_ws_free_all(cfd_ctx *ctx) {
+  while (ctx->ws_head != NULL)
+    ws_free(ctx->ws_head);
+}

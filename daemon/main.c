@@ -1,0 +1,216 @@
+/*
+ * chatfanoutd: wires the config, the libev loop, the hub, the queue and
+ * the server together, runs until SIGTERM/SIGINT, then drains and frees
+ * everything. Exit status: 0 after a signal, 1 when startup fails, 2 for
+ * a bad configuration.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ev.h>
+
+#include <chatfanout/adapters/cf_libev.h>
+#include <chatfanout/chatfanout.h>
+
+#include "cfd_config.h"
+#include "cfd_ctx.h"
+#include "cfd_frame.h"
+#include "cfd_log.h"
+#include "cfd_server.h"
+#include "cfd_ws.h"
+
+extern char **environ;
+
+/* How often shutdown checks whether everything has drained. */
+#define DRAIN_POLL 0.02
+
+typedef struct cfd_daemon {
+  cfd_ctx ctx;
+  cf_loop cfloop;
+  cf_queue_bus *bus;
+  cf_queue *queue;
+  cf_hub *hub;
+  cfd_server *server;
+  ev_signal sigterm;
+  ev_signal sigint;
+  ev_timer drain;   /* polls for the end of a shutdown */
+  double stop_at;   /* ev_now() by which shutdown gives up waiting */
+} daemon_t;
+
+static uint64_t wall_ms(void *ud) {
+  struct timespec ts;
+  (void)ud;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void log_cf_error(const char *what, int rv) {
+  cfd_log(CFD_LOG_ERROR, what, "error", cf_strerror(rv), NULL);
+}
+
+static int hub_open(daemon_t *d, const cfd_config *cfg) {
+  cf_hub_config hc;
+  int rv;
+  memset(&hc, 0, sizeof(hc));
+  hc.version = CF_HUB_CONFIG_VERSION;
+  hc.client_buffer = cfg->client_buffer;
+  hc.max_message = cfg->max_message_size;
+  hc.history = cfg->history;
+  hc.framer = cfd_frame_hub_framer;
+  hc.clock_ms = wall_ms;
+  rv = cf_hub_new(&d->hub, &hc);
+  if (rv == CF_ERR_INVALID) {
+    /* The options are each in range, so it is their combination: every
+     * message must fit in an empty client buffer. A config error. */
+    fprintf(stderr, "chatfanoutd: --client-buffer (%zu) must be larger "
+            "than --max-message-size (%zu) plus framing\n",
+            cfg->client_buffer, cfg->max_message_size);
+    return 2;
+  }
+  if (rv != CF_OK) {
+    log_cf_error("cannot create hub", rv);
+    return 1;
+  }
+  return 0;
+}
+
+static int queue_open(daemon_t *d, const cfd_config *cfg) {
+  int rv;
+  if (strcmp(cfg->queue, "local") != 0) {
+    cfd_log(CFD_LOG_ERROR, "unknown queue backend", "queue", cfg->queue,
+            NULL);
+    return -1;
+  }
+  rv = cf_queue_bus_new(&d->bus, NULL);
+  if (rv == CF_OK)
+    rv = cf_queue_local_new(&d->queue, d->bus, &d->cfloop, 0, NULL);
+  if (rv == CF_OK)
+    rv = cf_hub_attach_queue(d->hub, d->queue);
+  if (rv == CF_OK)
+    rv = cf_queue_start(d->queue);
+  if (rv != CF_OK) {
+    log_cf_error("cannot start queue", rv);
+    return -1;
+  }
+  return 0;
+}
+
+/* Shutdown is over once no connection is left and the queue has
+ * flushed, or when --shutdown-timeout runs out. */
+static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents) {
+  daemon_t *d = w->data;
+  int qs = d->queue ? cf_queue_state_get(d->queue) : CF_QUEUE_STOPPED;
+  int queue_done = qs == CF_QUEUE_STOPPED || qs == CF_QUEUE_DOWN;
+  (void)revents;
+  if ((d->ctx.n_http == 0 && d->ctx.n_ws == 0 && queue_done) ||
+      ev_now(loop) >= d->stop_at) {
+    if (d->ctx.n_ws > 0 || d->ctx.n_http > 0 || !queue_done)
+      cfd_log(CFD_LOG_WARN, "shutdown timeout: dropping the rest", NULL);
+    ev_timer_stop(loop, w);
+    ev_break(loop, EVBREAK_ALL);
+  }
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents) {
+  daemon_t *d = w->data;
+  const char *name = w->signum == SIGTERM ? "SIGTERM" : "SIGINT";
+  (void)revents;
+  if (d->ctx.stopping) {
+    /* A second signal: stop waiting. */
+    cfd_log(CFD_LOG_WARN, "stopping now", "signal", name, NULL);
+    ev_break(loop, EVBREAK_ALL);
+    return;
+  }
+  cfd_log(CFD_LOG_INFO, "stopping", "signal", name, NULL);
+  d->ctx.stopping = 1;
+  cfd_server_stop(d->server);
+  cf_hub_close_all(d->hub);
+  if (d->queue)
+    cf_queue_flush(d->queue, d->ctx.cfg->shutdown_timeout);
+  d->stop_at = ev_now(loop) + d->ctx.cfg->shutdown_timeout;
+  ev_timer_set(&d->drain, 0., DRAIN_POLL);
+  ev_timer_start(loop, &d->drain);
+}
+
+static void signals_start(daemon_t *d, struct ev_loop *loop) {
+  ev_signal_init(&d->sigterm, signal_cb, SIGTERM);
+  d->sigterm.data = d;
+  ev_signal_start(loop, &d->sigterm);
+  ev_signal_init(&d->sigint, signal_cb, SIGINT);
+  d->sigint.data = d;
+  ev_signal_start(loop, &d->sigint);
+  ev_init(&d->drain, drain_cb);
+  d->drain.data = d;
+}
+
+/* Frees in reverse order of creation; every part accepts NULL. */
+static void teardown(daemon_t *d, struct ev_loop *loop) {
+  ev_signal_stop(loop, &d->sigterm);
+  ev_signal_stop(loop, &d->sigint);
+  ev_timer_stop(loop, &d->drain);
+  cfd_server_free(d->server);
+  cfd_ws_free_all(&d->ctx);
+  if (d->hub && d->queue)
+    cf_hub_attach_queue(d->hub, NULL);
+  cf_queue_free(d->queue);
+  cf_queue_bus_free(d->bus);
+  cf_hub_free(d->hub);
+}
+
+static int run(const cfd_config *cfg) {
+  struct ev_loop *loop = ev_default_loop(EVFLAG_AUTO);
+  daemon_t d;
+  int rc = 1;
+  if (loop == NULL) {
+    cfd_log(CFD_LOG_ERROR, "cannot create event loop", NULL);
+    return 1;
+  }
+  memset(&d, 0, sizeof(d));
+  cf_libev_init(&d.cfloop, loop);
+  cfd_metrics_init(&d.ctx.metrics);
+  d.ctx.loop = loop;
+  d.ctx.cfg = cfg;
+  signals_start(&d, loop);
+  cfd_log(CFD_LOG_INFO, "starting", "version", cf_version_string(),
+          "queue", cfg->queue, NULL);
+  rc = hub_open(&d, cfg);
+  if (rc == 0 && queue_open(&d, cfg) != 0)
+    rc = 1;
+  if (rc == 0) {
+    rc = 1;
+    d.ctx.hub = d.hub;
+    d.ctx.queue = d.queue;
+    if (cfd_server_new(&d.server, &d.ctx) == 0) {
+      ev_run(loop, 0);
+      rc = 0;
+    }
+  }
+  teardown(&d, loop);
+  ev_loop_destroy(loop);
+  if (rc != 2)
+    cfd_log(rc == 0 ? CFD_LOG_INFO : CFD_LOG_ERROR,
+            rc == 0 ? "stopped" : "startup failed", NULL);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  cfd_config cfg;
+  char err[512];
+  int rv, rc;
+  err[0] = '\0';
+  rv = cfd_config_parse(&cfg, argc, argv, environ, stdout, err, sizeof(err));
+  if (rv != CFD_CONFIG_OK) {
+    if (rv != CFD_CONFIG_EXIT)
+      fprintf(stderr, "chatfanoutd: %s\n", err);
+    cfd_config_free(&cfg);
+    return rv == CFD_CONFIG_EXIT ? 0 : 2;
+  }
+  cfd_log_setup(cfg.log_level, cfg.log_format);
+  signal(SIGPIPE, SIG_IGN);
+  rc = run(&cfg);
+  cfd_config_free(&cfg);
+  return rc;
+}

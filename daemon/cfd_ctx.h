@@ -1,0 +1,31 @@
+/*
+ * chatfanoutd shared state: what the listener, the HTTP phase and the
+ * WebSocket connections all need. Owned by main(); one per process.
+ */
+#ifndef CFD_CTX_H
+#define CFD_CTX_H
+
+#include <ev.h>
+
+#include <chatfanout/cf_hub.h>
+#include <chatfanout/cf_queue.h>
+
+#include "cfd_config.h"
+#include "cfd_metrics.h"
+
+struct cfd_ws;
+
+typedef struct cfd_ctx {
+  struct ev_loop *loop;   /* borrowed */
+  const cfd_config *cfg;  /* borrowed, outlives the ctx */
+  cf_hub *hub;            /* borrowed */
+  cf_queue *queue;        /* borrowed; NULL when none */
+  cfd_metrics metrics;
+  int stopping;           /* set on SIGTERM/SIGINT: healthz 503, no
+                             new WebSocket clients */
+  unsigned n_http;        /* connections in the HTTP phase */
+  unsigned n_ws;          /* WebSocket connections, closing included */
+  struct cfd_ws *ws_head; /* every WebSocket connection */
+} cfd_ctx;
+
+#endif /* CFD_CTX_H */
