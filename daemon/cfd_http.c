@@ -535,12 +535,14 @@ int cfd_http_route(const cfd_http_request *req,
   if (kind == 0)
     return 404;
   is_head = method_is(req, "HEAD");
-  if (kind == CFD_ROUTE_WS && !method_is(req, "GET")) {
-    out->extra = "Allow: GET\r\n";
+  if (!is_head && !method_is(req, "GET")) {
+    /* The README promises this Allow for every known path. */
+    out->extra = "Allow: GET, HEAD\r\n";
     return 405;
   }
-  if (!is_head && !method_is(req, "GET")) {
-    out->extra = "Allow: GET, HEAD\r\n";
+  if (kind == CFD_ROUTE_WS && is_head) {
+    /* A HEAD cannot upgrade; GET is the only thing /ws does. */
+    out->extra = "Allow: GET\r\n";
     return 405;
   }
   if (kind == CFD_ROUTE_WS)

@@ -81,7 +81,7 @@ typedef struct cfd_route {
   /*
    * Header lines the error answer must carry, static, never NULL: ""
    * when none (and on success), "Allow: GET, HEAD\r\n" (405),
-   * "Allow: GET\r\n" (405 on /ws), "Upgrade: websocket\r\n" (426),
+   * "Allow: GET\r\n" (405 for HEAD /ws), "Upgrade: websocket\r\n" (426),
    * "Sec-WebSocket-Version: 13\r\n" (400 for a missing, repeated or
    * unsupported version). Pass it as cfd_http_head()'s extra.
    */
@@ -98,16 +98,15 @@ typedef struct cfd_origin_policy {
  * Routes a parsed request. Returns 0 and fills out, or the HTTP status
  * to answer with: 400 (bad upgrade headers, bad room, bad version: add
  * "Sec-WebSocket-Version: 13"), 403 (Origin refused), 404 (unknown
- * path), 405 (method other than GET/HEAD, or HEAD on /ws: add
- * out->extra, "Allow: GET, HEAD", or "Allow: GET" on /ws),
- * 426 (GET /ws without an Upgrade: websocket header; add
- * "Upgrade: websocket"), 500 (the accept key could not be computed:
- * OpenSSL failed). An upgrade over HTTP/1.0 is 400. On every return
- * out->extra holds the header lines to add (see cfd_route); the other
- * fields of out are only meaningful when 0 is returned.
+ * path), 405 (method other than GET/HEAD: add "Allow: GET, HEAD";
+ * HEAD /ws: add "Allow: GET"), 426 (GET /ws without an Upgrade:
+ * websocket header; add "Upgrade: websocket"), 500 (the accept key
+ * could not be computed: OpenSSL failed). An upgrade over HTTP/1.0 is
+ * 400. On every return out->extra holds the header lines to add (see
+ * cfd_route); the other fields of out are only meaningful on 0.
  * Paths are matched exactly, before the method: an unknown path is 404
  * whatever the method. The query string is ignored except room= on /ws.
- * /ws accepts GET only. Its checks, in order: HTTP/1.1
+ * GET /ws checks, in order: HTTP/1.1
  * (400), Upgrade has token websocket (426), Connection has token
  * upgrade (400), exactly one non-empty Host (400), exactly one
  * Sec-WebSocket-Key that is canonical base64 of 16 bytes (400), exactly

@@ -424,7 +424,8 @@ static void test_route_404_405(void **state) {
       {"OPTIONS /healthz?x HTTP/1.1\r\n\r\n", 405, "Allow: GET, HEAD\r\n"},
       {"get / HTTP/1.1\r\n\r\n", 405, "Allow: GET, HEAD\r\n"},
       {"HEAD /ws HTTP/1.1\r\n" H_ALL "\r\n", 405, "Allow: GET\r\n"},
-      {"POST /ws?room=a HTTP/1.1\r\n" H_ALL "\r\n", 405, "Allow: GET\r\n"},
+      {"POST /ws?room=a HTTP/1.1\r\n" H_ALL "\r\n", 405,
+       "Allow: GET, HEAD\r\n"},
   };
   cfd_route r;
   size_t i;
