@@ -14,7 +14,7 @@
 #include "cf_queue_int.h"
 #include "test_mem.h"
 
-/* --- fake backend --------------------------------------------------------- */
+/* --- fake backend -------------------------------------------------------- */
 
 typedef struct fake {
   cf_queue *q;          /* set by the test once created */
@@ -68,7 +68,7 @@ static const cf_queue_ops fake_ops = {
     .errmsg = fake_errmsg,
 };
 
-/* --- what the callbacks saw ---------------------------------------------- */
+/* --- what the callbacks saw --------------------------------------------- */
 
 typedef struct seen {
   int messages, states;
@@ -111,7 +111,7 @@ static void on_state(cf_queue *q, int state, void *ud) {
 static const cf_queue_callbacks cbs = {CF_QUEUE_CALLBACKS_VERSION,
                                        on_message, on_state};
 
-/* --- fixture ------------------------------------------------------------- */
+/* --- fixture ------------------------------------------------------------ */
 
 typedef struct fx {
   test_mem tm;
@@ -147,7 +147,7 @@ static cf_envelope env_ok(void) {
   return e;
 }
 
-/* --- tests ----------------------------------------------------------------- */
+/* --- tests ---------------------------------------------------------------- */
 
 static void test_new_checks(void **state) {
   test_mem tm;
