@@ -509,6 +509,16 @@ static int path_kind(const char *path, size_t len) {
   return 0;
 }
 
+/*
+ * RFC 9112 3.2: an HTTP/1.1 request without a Host, or any request with
+ * two, must be answered 400 (two could be read differently by a proxy).
+ */
+static int host_ok(const cfd_http_request *req) {
+  const cfd_http_header *host;
+  size_t n = count_headers(req, "Host", &host);
+  return n == 1 || (n == 0 && req->minor_version == 0);
+}
+
 static int method_is(const cfd_http_request *req, const char *m) {
   size_t len = strlen(m);
   /* Methods are case-sensitive (RFC 9110 9.1). */
@@ -547,6 +557,8 @@ int cfd_http_route(const cfd_http_request *req,
   }
   if (kind == CFD_ROUTE_WS)
     return route_ws(req, policy, q ? q + 1 : "", query_len, out);
+  if (!host_ok(req))
+    return 400;
   out->kind = kind;
   out->head_only = is_head;
   return 0;

@@ -58,7 +58,8 @@ int cfd_http_parse(const char *buf, size_t len, cfd_http_request *req);
  */
 int cfd_http_overflow_status(const char *buf, size_t len);
 
-/* Finds a header by case-insensitive name; NULL when absent. */
+/* Finds a header by case-insensitive name (the first one when repeated);
+ * NULL when absent. */
 const cfd_http_header *cfd_http_find(const cfd_http_request *req,
                                      const char *name);
 
@@ -106,6 +107,8 @@ typedef struct cfd_origin_policy {
  * cfd_route); the other fields of out are only meaningful on 0.
  * Paths are matched exactly, before the method: an unknown path is 404
  * whatever the method. The query string is ignored except room= on /ws.
+ * GET/HEAD of /, /healthz, /metrics is 400 without a Host header in
+ * HTTP/1.1, or with two Host headers (RFC 9112 3.2).
  * GET /ws checks, in order: HTTP/1.1
  * (400), Upgrade has token websocket (426), Connection has token
  * upgrade (400), exactly one non-empty Host (400), exactly one

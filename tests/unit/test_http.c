@@ -385,13 +385,21 @@ static void test_route_plain(void **state) {
     const char *head;
     int kind, head_only;
   } ok[] = {
-      {"GET / HTTP/1.1\r\n\r\n", CFD_ROUTE_PAGE, 0},
-      {"HEAD / HTTP/1.1\r\n\r\n", CFD_ROUTE_PAGE, 1},
+      {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", CFD_ROUTE_PAGE, 0},
+      {"HEAD / HTTP/1.1\r\nhost:\r\n\r\n", CFD_ROUTE_PAGE, 1},
       {"GET /?x=1 HTTP/1.0\r\n\r\n", CFD_ROUTE_PAGE, 0},
-      {"GET /healthz HTTP/1.1\r\n\r\n", CFD_ROUTE_HEALTH, 0},
-      {"HEAD /healthz?room=a&room=b HTTP/1.1\r\n\r\n", CFD_ROUTE_HEALTH, 1},
-      {"GET /metrics HTTP/1.1\r\n\r\n", CFD_ROUTE_METRICS, 0},
-      {"HEAD /metrics? HTTP/1.1\r\n\r\n", CFD_ROUTE_METRICS, 1},
+      {"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n", CFD_ROUTE_HEALTH, 0},
+      {"HEAD /healthz?room=a&room=b HTTP/1.0\r\nHost: a\r\n\r\n",
+       CFD_ROUTE_HEALTH, 1},
+      {"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n", CFD_ROUTE_METRICS, 0},
+      {"HEAD /metrics? HTTP/1.1\r\nHost: a\r\n\r\n", CFD_ROUTE_METRICS,
+       1},
+  };
+  static const char *const no_host[] = {
+      "GET / HTTP/1.1\r\n\r\n",
+      "HEAD /metrics HTTP/1.1\r\nX-Host: a\r\n\r\n",
+      "GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+      "GET /healthz HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n",
   };
   cfd_route r;
   size_t i;
@@ -400,6 +408,10 @@ static void test_route_plain(void **state) {
     assert_int_equal(route(ok[i].head, NULL, &r), 0);
     assert_int_equal(r.kind, ok[i].kind);
     assert_int_equal(r.head_only, ok[i].head_only);
+    assert_string_equal(r.extra, "");
+  }
+  for (i = 0; i < sizeof no_host / sizeof no_host[0]; i++) {
+    assert_int_equal(route(no_host[i], NULL, &r), 400);
     assert_string_equal(r.extra, "");
   }
 }
