@@ -95,7 +95,7 @@ static void test_open_find_settle(void **state) {
 }
 
 static void test_many_rooms_rehash(void **state) {
-  char name[16];
+  char name[32];
   cf_room *r;
   cf_rooms t;
   int i;
