@@ -56,7 +56,9 @@ typedef enum cf_close_reason {
 /*
  * Writes the transport's header for a message of `len` payload bytes with
  * flags (CF_MSG_TEXT/BINARY) into buf, which has CF_FRAME_HEADROOM_MAX
- * bytes, and returns the bytes written. Called once per message.
+ * bytes, and returns the bytes written (at most CF_FRAME_HEADROOM_MAX;
+ * more makes the publish fail with CF_ERR_CALLBACK). Called once per
+ * message.
  */
 typedef size_t (*cf_framer_fn)(uint8_t *buf, uint32_t flags, size_t len,
                                void *user_data);
@@ -74,7 +76,9 @@ typedef size_t (*cf_framer_fn)(uint8_t *buf, uint32_t flags, size_t len,
 typedef struct cf_hub_config {
   uint32_t version;      /* CF_HUB_CONFIG_VERSION */
   uint64_t instance_id;  /* this instance in the cluster; 0: random */
-  size_t client_buffer;  /* outbox bytes per client; 0: 1 MiB */
+  /* Outbox bytes per client, each queued message counting 64 bytes
+   * more; at least max_message + 80. 0: 1 MiB. */
+  size_t client_buffer;
   size_t max_message;    /* payload bytes per message; 0: 64 KiB */
   uint32_t history;      /* messages kept per room for joiners; 0: none */
   uint32_t dedupe_window;/* ids remembered for dedupe; 0: 8192 */
@@ -96,7 +100,8 @@ typedef struct cf_client_ops {
   /*
    * The outbox went from empty to non-empty: drain it with cf_client_iov()
    * and cf_client_consume() (or cf_client_pop()) when the transport can
-   * write. Called once per transition, not per message. Required.
+   * write. Called once per transition, not per message, also from
+   * inside cf_client_join() (history) and cf_client_send(). Required.
    */
   void (*wake)(cf_client *c, void *user_data);
   /*
@@ -109,7 +114,9 @@ typedef struct cf_client_ops {
 
 /*
  * Creates a hub. cfg may be NULL for all defaults. Returns CF_OK,
- * CF_ERR_VERSION, CF_ERR_INVALID (a limit out of range) or CF_ERR_NOMEM.
+ * CF_ERR_VERSION, CF_ERR_INVALID (a limit out of range: client_buffer
+ * too small for max_message, max_message over 1 GiB, history over 2^20,
+ * dedupe_window over 2^24, or a cf_mem hook NULL) or CF_ERR_NOMEM.
  */
 CF_API int cf_hub_new(cf_hub **out, const cf_hub_config *cfg);
 
@@ -126,8 +133,9 @@ CF_API uint64_t cf_hub_instance_id(const cf_hub *hub);
 
 /*
  * Attaches q (borrowed, must outlive the attachment): publishes go to it
- * and its messages are delivered here. Sets q's callbacks. q == NULL
- * detaches. Returns CF_OK or CF_ERR_INVALID.
+ * and its messages are delivered here. Sets q's callbacks (so a queue
+ * feeds one hub at a time); detaching or freeing the hub clears them.
+ * q == NULL detaches. Returns CF_OK or CF_ERR_INVALID.
  */
 CF_API int cf_hub_attach_queue(cf_hub *hub, cf_queue *q);
 
@@ -137,8 +145,13 @@ CF_API int cf_hub_attach_queue(cf_hub *hub, cf_queue *q);
  * caller may reuse it on return. Local delivery happens before return
  * (ops.wake calls included).
  *
- * Returns CF_OK; CF_ERR_INVALID (bad room name: 1..CF_ROOM_MAX bytes),
- * CF_ERR_TOO_BIG (len > max_message), CF_ERR_NOMEM (nothing delivered);
+ * Room names are 1..CF_ROOM_MAX bytes of printable ASCII without space
+ * (0x21-0x7e), everywhere in this API.
+ *
+ * Returns CF_OK; CF_ERR_INVALID (bad room name, flags other than
+ * CF_MSG_TEXT/BINARY, or NULL data with len > 0), CF_ERR_TOO_BIG
+ * (len > max_message), CF_ERR_NOMEM (nothing delivered), CF_ERR_CALLBACK
+ * (the framer overflowed), CF_ERR_CLOSED (cf_hub_free() is pending);
  * CF_ERR_QUEUE_FULL or another queue error when local delivery happened
  * but the queue refused the message (other instances miss it).
  */
@@ -149,13 +162,14 @@ CF_API int cf_hub_publish(cf_hub *hub, const char *room, size_t room_len,
  * Delivers an envelope received from elsewhere, as the attached queue
  * does: dropped (returning CF_OK) if it is a duplicate or this instance's
  * own. Useful for transports bridging another bus. Same codes as publish,
- * without the queue ones.
+ * without the queue ones, plus CF_ERR_INVALID for origin or seq 0.
  */
 CF_API int cf_hub_deliver(cf_hub *hub, const cf_envelope *env);
 
 /*
- * Calls ops.close(CF_CLOSE_SHUTDOWN) for every client, in attach order.
- * The clients stay attached until the transport frees them.
+ * Calls ops.close(CF_CLOSE_SHUTDOWN) for every client, in attach order,
+ * except those already told to close (slow consumers). The clients stay
+ * attached until the transport frees them.
  */
 CF_API void cf_hub_close_all(cf_hub *hub);
 
