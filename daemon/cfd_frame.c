@@ -45,3 +45,58 @@ size_t cfd_frame_close(uint8_t *buf, uint16_t code, const char *reason,
     memcpy(buf + n, reason, reason_len);
   return n + reason_len;
 }
+
+static size_t min_sz(uint64_t a, size_t b) { return a < b ? (size_t)a : b; }
+
+/* Header bytes needed once the first two are known. */
+static uint8_t header_need(const cfd_frame_scan *s) {
+  uint8_t len7 = s->hdr[1] & 0x7fu;
+  return len7 == 126 ? 4 : len7 == 127 ? 10 : 2;
+}
+
+/* A whole header is in s->hdr: account for its frame. 1 if too big. */
+static int header_done(cfd_frame_scan *s, uint64_t max) {
+  uint8_t len7 = s->hdr[1] & 0x7fu, op = s->hdr[0] & 0x0fu;
+  uint64_t len = len7;
+  int i;
+  if (len7 == 126)
+    len = ((uint64_t)s->hdr[2] << 8) | s->hdr[3];
+  else if (len7 == 127)
+    for (len = 0, i = 2; i < 10; i++)
+      len = (len << 8) | s->hdr[i];
+  s->hlen = 0;
+  s->skip = len;
+  s->mask_left = (s->hdr[1] & 0x80u) ? 4 : 0;
+  if (op >= 8)
+    return 0; /* control frames sit between fragments */
+  if (op != 0)
+    s->msg_len = 0;
+  if (len > max || s->msg_len > max - len)
+    return 1;
+  s->msg_len += len;
+  if (s->hdr[0] & 0x80u)
+    s->msg_len = 0;
+  return 0;
+}
+
+int cfd_frame_scan_feed(cfd_frame_scan *s, const uint8_t *p, size_t n,
+                        uint64_t max) {
+  size_t k;
+  while (n > 0) {
+    if (s->mask_left > 0 || s->skip > 0) {
+      k = s->mask_left > 0 ? min_sz(s->mask_left, n) : min_sz(s->skip, n);
+      if (s->mask_left > 0)
+        s->mask_left -= (uint8_t)k;
+      else
+        s->skip -= k;
+      p += k;
+      n -= k;
+      continue;
+    }
+    s->hdr[s->hlen++] = *p++;
+    n--;
+    if (s->hlen >= 2 && s->hlen == header_need(s) && header_done(s, max))
+      return 1;
+  }
+  return 0;
+}

@@ -43,4 +43,28 @@ size_t cfd_frame_hub_framer(uint8_t *buf, uint32_t flags, size_t len,
 size_t cfd_frame_close(uint8_t *buf, uint16_t code, const char *reason,
                        size_t reason_len);
 
+/*
+ * Follows the frame boundaries of a client's byte stream without
+ * buffering payloads, to see the announced length of every data frame
+ * as soon as its header is complete. wslay only checks the message size
+ * once payload bytes arrive, so a header announcing 1 TiB followed by
+ * silence would otherwise hold the connection until the idle timeout.
+ * Zero-initialise before the first feed.
+ */
+typedef struct cfd_frame_scan {
+  uint64_t skip;     /* payload bytes of the current frame still to pass */
+  uint64_t msg_len;  /* payload bytes of the current data message so far */
+  uint8_t hdr[10];   /* header bytes collected so far (mask key excluded) */
+  uint8_t hlen;      /* bytes in hdr */
+  uint8_t mask_left; /* mask key bytes still to pass */
+} cfd_frame_scan;
+
+/*
+ * Feeds the next n bytes of the stream. Returns 1 as soon as a data
+ * frame header makes its message (continuations included) longer than
+ * max bytes, else 0. Malformed input is not diagnosed here.
+ */
+int cfd_frame_scan_feed(cfd_frame_scan *s, const uint8_t *p, size_t n,
+                        uint64_t max);
+
 #endif /* CFD_FRAME_H */

@@ -302,6 +302,23 @@ static void serve_upgrade(hconn *h, const cfd_route *rt, size_t head_len) {
   conn_free(h, 1);
 }
 
+static const char *route_why(int status) {
+  switch (status) {
+  case 400:
+    return "bad request";
+  case 403:
+    return "origin not allowed";
+  case 404:
+    return "unknown path";
+  case 405:
+    return "method not allowed";
+  case 426:
+    return "not an upgrade";
+  default:
+    return "internal error";
+  }
+}
+
 static int is_head(const cfd_http_request *req) {
   return req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
 }
@@ -316,7 +333,7 @@ static void route(hconn *h, const cfd_http_request *req, size_t head_len) {
   memset(&rt, 0, sizeof(rt));
   status = cfd_http_route(req, &pol, &rt);
   if (status != 0) {
-    log_answer(h, status, "rejected", req);
+    log_answer(h, status, route_why(status), req);
     conn_error(h, status, rt.extra, is_head(req));
     return;
   }

@@ -41,6 +41,7 @@ typedef struct cfd_ws {
   uint8_t *pre;         /* bytes that came with the HTTP head, or NULL */
   uint32_t pre_len, pre_off;
   uint32_t rx_budget;   /* bytes this wakeup may still read */
+  cfd_frame_scan scan;  /* announced sizes, ahead of wslay */
   const char *close_why;/* static reason of a close we started, or NULL */
   uint8_t state;
   uint8_t rx_gone;      /* the recv callback saw EOF or an error */
@@ -175,6 +176,15 @@ static int ws_pump(cfd_ws *c) {
 
 /* --- wslay callbacks --------------------------------------------------- */
 
+/* Bytes on their way to wslay: refuse an oversized message as soon as
+ * its header announces it, before any payload arrives. */
+static ssize_t rx_scan(cfd_ws *c, const uint8_t *buf, ssize_t n) {
+  if (cfd_frame_scan_feed(&c->scan, buf, (size_t)n,
+                          c->ctx->cfg->max_message_size))
+    ws_fail(c, 1009, "message too big");
+  return n;
+}
+
 static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len,
                        int flags, void *ud) {
   cfd_ws *c = ud;
@@ -189,7 +199,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len,
       free(c->pre);
       c->pre = NULL;
     }
-    return n;
+    return rx_scan(c, buf, n);
   }
   if (c->rx_budget == 0) {
     /* More may be waiting; the level-triggered watcher comes back. */
@@ -204,7 +214,7 @@ static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len,
   if (n > 0) {
     c->rx_budget -= (uint32_t)n;
     c->last_rx = ev_now(c->ctx->loop);
-    return n;
+    return rx_scan(c, buf, n);
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
     wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);

@@ -24,6 +24,10 @@
 
 extern char **environ;
 
+/* Outbox bytes beyond --max-message-size that one message needs: its
+ * frame header and the hub's per-entry accounting. */
+#define CLIENT_BUFFER_SLACK 4096u
+
 /* How often shutdown checks whether everything has drained. */
 #define DRAIN_POLL 0.02
 
@@ -57,6 +61,16 @@ static int hub_open(daemon_t *d, const cfd_config *cfg) {
   memset(&hc, 0, sizeof(hc));
   hc.version = CF_HUB_CONFIG_VERSION;
   hc.client_buffer = cfg->client_buffer;
+  /* The hub needs room for one whole framed message in an empty
+   * outbox; a buffer smaller than that would close every client on the
+   * first big message, so grow it by the framing slack. */
+  if (hc.client_buffer < cfg->max_message_size + CLIENT_BUFFER_SLACK) {
+    char sz[32];
+    hc.client_buffer = cfg->max_message_size + CLIENT_BUFFER_SLACK;
+    snprintf(sz, sizeof(sz), "%zu", hc.client_buffer);
+    cfd_log(CFD_LOG_INFO, "client buffer raised to fit one message",
+            "client_buffer", sz, NULL);
+  }
   hc.max_message = cfg->max_message_size;
   hc.history = cfg->history;
   hc.framer = cfd_frame_hub_framer;
@@ -107,8 +121,13 @@ static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   (void)revents;
   if ((d->ctx.n_http == 0 && d->ctx.n_ws == 0 && queue_done) ||
       ev_now(loop) >= d->stop_at) {
-    if (d->ctx.n_ws > 0 || d->ctx.n_http > 0 || !queue_done)
-      cfd_log(CFD_LOG_WARN, "shutdown timeout: dropping the rest", NULL);
+    if (d->ctx.n_ws > 0 || d->ctx.n_http > 0 || !queue_done) {
+      char ws[16], http[16];
+      snprintf(ws, sizeof(ws), "%u", d->ctx.n_ws);
+      snprintf(http, sizeof(http), "%u", d->ctx.n_http);
+      cfd_log(CFD_LOG_WARN, "shutdown timeout", "clients", ws, "http", http,
+              "queue", cf_queue_state_name(qs), NULL);
+    }
     ev_timer_stop(loop, w);
     ev_break(loop, EVBREAK_ALL);
   }

@@ -65,6 +65,93 @@ static void test_close(void **state) {
   assert_int_equal(b[1], 125);
 }
 
+/* Appends a masked client frame with a zero payload of len bytes. */
+static size_t put_frame(uint8_t *b, unsigned fin, unsigned op,
+                        uint64_t len) {
+  size_t n = cfd_frame_header(b, op, len);
+  if (!fin)
+    b[0] &= 0x7f;
+  b[1] |= 0x80; /* masked */
+  memset(b + n, 0xab, 4 + (size_t)len);
+  return n + 4 + (size_t)len;
+}
+
+/* Feeds b[0..n) one byte at a time; returns the 1-based byte that
+ * triggered, or 0. */
+static size_t feed_bytes(cfd_frame_scan *s, const uint8_t *b, size_t n,
+                         uint64_t max) {
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (cfd_frame_scan_feed(s, b + i, 1, max))
+      return i + 1;
+  return 0;
+}
+
+static uint8_t SB[200000];
+
+static void test_scan_limit(void **state) {
+  cfd_frame_scan s;
+  size_t n;
+  (void)state;
+  memset(&s, 0, sizeof(s));
+  n = put_frame(SB, 1, CFD_WS_OP_TEXT, 1000);
+  assert_int_equal(cfd_frame_scan_feed(&s, SB, n, 1000), 0);
+  n = put_frame(SB, 1, CFD_WS_OP_BINARY, 65535);
+  assert_int_equal(cfd_frame_scan_feed(&s, SB, n, 65535), 0);
+  n = put_frame(SB, 1, CFD_WS_OP_BINARY, 65536);
+  assert_int_equal(cfd_frame_scan_feed(&s, SB, n, 65535), 1);
+}
+
+static void test_scan_huge_header(void **state) {
+  cfd_frame_scan s;
+  uint8_t b[16];
+  (void)state;
+  memset(&s, 0, sizeof(s));
+  cfd_frame_header(b, CFD_WS_OP_BINARY, UINT64_C(1) << 40);
+  b[1] |= 0x80;
+  /* Known as soon as the 10-byte header is complete. */
+  assert_int_equal(feed_bytes(&s, b, 10, 65536), 10);
+}
+
+static void test_scan_fragments(void **state) {
+  cfd_frame_scan s;
+  size_t n = 0, hit;
+  (void)state;
+  memset(&s, 0, sizeof(s));
+  n += put_frame(SB + n, 0, CFD_WS_OP_TEXT, 400);
+  n += put_frame(SB + n, 1, 0x9, 100); /* a ping in between */
+  n += put_frame(SB + n, 0, 0x0, 400);
+  hit = n + 4; /* the third fragment's 4-byte header */
+  n += put_frame(SB + n, 1, 0x0, 400);
+  assert_int_equal(feed_bytes(&s, SB, n, 1000), hit);
+  /* A finished message does not count towards the next one. */
+  memset(&s, 0, sizeof(s));
+  n = put_frame(SB, 1, CFD_WS_OP_TEXT, 900);
+  n += put_frame(SB + n, 1, CFD_WS_OP_TEXT, 900);
+  assert_int_equal(feed_bytes(&s, SB, n, 1000), 0);
+}
+
+/* Many frames fed in uneven chunks keep their boundaries. */
+static void test_scan_chunks(void **state) {
+  static const size_t lens[] = {0, 1, 125, 126, 127, 300, 65535, 65536, 7};
+  static const size_t cuts[] = {1, 2, 3, 5, 7, 11, 13, 4096, 70000};
+  cfd_frame_scan s;
+  size_t n = 0, i, off, k, hit;
+  (void)state;
+  for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
+    n += put_frame(SB + n, 1, CFD_WS_OP_BINARY, lens[i]);
+  hit = n + 10; /* the 10-byte header of the big frame */
+  n += put_frame(SB + n, 1, CFD_WS_OP_BINARY, 65537);
+  for (k = 0; k < sizeof(cuts) / sizeof(cuts[0]); k++) {
+    memset(&s, 0, sizeof(s));
+    for (off = 0; off < hit; off += cuts[k]) {
+      size_t len = off + cuts[k] <= hit ? cuts[k] : hit - off;
+      int r = cfd_frame_scan_feed(&s, SB + off, len, 65536);
+      assert_int_equal(r, off + len == hit);
+    }
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_short_lengths),
@@ -72,6 +159,10 @@ int main(void) {
       cmocka_unit_test(test_64bit_lengths),
       cmocka_unit_test(test_hub_framer),
       cmocka_unit_test(test_close),
+      cmocka_unit_test(test_scan_limit),
+      cmocka_unit_test(test_scan_huge_header),
+      cmocka_unit_test(test_scan_fragments),
+      cmocka_unit_test(test_scan_chunks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
