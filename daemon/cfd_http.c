@@ -342,7 +342,7 @@ static int parse_room(const char *q, size_t len, cfd_route *out) {
   return 0;
 }
 
-/* An authority split into host and port; port 0 when absent. */
+/* An authority split into host and port. */
 typedef struct authority {
   const char *host;
   size_t host_len;

@@ -207,6 +207,73 @@ static void test_parse_bad_prefixes(void **state) {
   }
 }
 
+/* xorshift: a fixed sequence, so a failure reproduces. */
+static uint32_t rnd(uint32_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 17;
+  *s ^= *s << 5;
+  return *s;
+}
+
+static void check_spans(const cfd_http_request *req, const char *buf,
+                        size_t len, int rc) {
+  size_t i;
+  cfd_route r;
+  assert_true((size_t)rc <= len);
+  assert_true(req->target >= buf &&
+              req->target + req->target_len <= buf + rc);
+  for (i = 0; i < req->num_headers; i++) {
+    const cfd_http_header *h = &req->headers[i];
+    assert_true(h->name >= buf && h->name + h->name_len <= buf + rc);
+    assert_true(h->value >= buf && h->value + h->value_len <= buf + rc);
+  }
+  /* Whatever parsed must route to a status without crashing. */
+  rc = cfd_http_route(req, NULL, &r);
+  assert_true(rc == 0 || (rc >= 400 && rc <= 500));
+}
+
+/*
+ * Random byte flips, insertions of CR/LF/NUL/space and truncations of
+ * valid heads: the parser must stay inside the buffer (guard page) and
+ * return one of its documented results.
+ */
+static void test_parse_mutations(void **state) {
+  static const char *const seeds[] = {
+      "GET /ws?room=a HTTP/1.1\r\nHost: h:1\r\nUpgrade: websocket\r\n"
+      "Connection: Upgrade\r\nSec-WebSocket-Key: " "dGhlIHNhbXBsZSBub25jZQ=="
+      "\r\nSec-WebSocket-Version: 13\r\nOrigin: http://h:1\r\n\r\n",
+      "HEAD /metrics HTTP/1.0\nA: b\n\n",
+  };
+  static const char inject[] = "\r\n\0 \t:\x7f\x80=&?/[]";
+  char buf[512];
+  cfd_http_request req;
+  uint32_t seed = 0x9e3779b9u;
+  int iter, k;
+  (void)state;
+  for (iter = 0; iter < 20000; iter++) {
+    const char *src = seeds[iter % 2];
+    size_t len = strlen(src), pos;
+    const char *p;
+    int rc;
+    memcpy(buf, src, len);
+    for (k = (int)(rnd(&seed) % 4) + 1; k > 0; k--) {
+      pos = rnd(&seed) % len;
+      if (rnd(&seed) % 2)
+        buf[pos] = (char)(rnd(&seed) & 0xff);
+      else
+        buf[pos] = inject[rnd(&seed) % (sizeof inject - 1)];
+    }
+    if (rnd(&seed) % 4 == 0)
+      len = rnd(&seed) % len;
+    p = guard(buf, len);
+    rc = cfd_http_parse(p, len, &req);
+    assert_true(rc == CFD_HTTP_INCOMPLETE || rc == CFD_HTTP_BAD ||
+                rc == CFD_HTTP_TOO_MANY_HEADERS || rc > 0);
+    if (rc > 0)
+      check_spans(&req, p, len, rc);
+  }
+}
+
 static void assert_span(const char *p, size_t n, const char *want) {
   assert_int_equal(n, strlen(want));
   assert_memory_equal(p, want, n);
@@ -716,6 +783,7 @@ int main(void) {
       cmocka_unit_test(test_parse_incomplete),
       cmocka_unit_test(test_parse_byte_by_byte),
       cmocka_unit_test(test_parse_bad_prefixes),
+      cmocka_unit_test(test_parse_mutations),
       cmocka_unit_test(test_parse_fields),
       cmocka_unit_test(test_parse_header_limit),
       cmocka_unit_test(test_parse_args),
