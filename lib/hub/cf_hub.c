@@ -40,8 +40,7 @@ static int mem_check(const cf_mem *m) {
   return CF_OK;
 }
 
-/* Fills h's limits from cfg with defaults; CF_ERR_INVALID when out of
- * range. */
+/* Copies cfg into h with defaults; CF_ERR_INVALID when out of range. */
 static int hub_configure(cf_hub *h, const cf_hub_config *cfg) {
   h->client_buffer = cfg->client_buffer ? cfg->client_buffer
                                         : CF_HUB_DEFAULT_BUFFER;
@@ -165,7 +164,7 @@ void cf_hub_get_stats(const cf_hub *h, cf_hub_stats *st, size_t size) {
   memcpy(st, &s, size < sizeof(s) ? size : sizeof(s));
 }
 
-/* --- Queue glue ------------------------------------------------------------- */
+/* --- Queue glue ----------------------------------------------------------- */
 
 static void hub_on_message(cf_queue *q, const cf_envelope *env, void *ud) {
   (void)q;
@@ -217,7 +216,7 @@ static int hub_queue_publish(cf_hub *h, const cf_msg *m) {
   return rv;
 }
 
-/* --- Publish and deliver ---------------------------------------------------- */
+/* --- Publish and deliver -------------------------------------------------- */
 
 static int hub_check(const cf_hub *h, const char *room, size_t room_len,
                      uint32_t flags, const void *data, size_t len) {
@@ -375,7 +374,7 @@ int cf_hub_deliver(cf_hub *h, const cf_envelope *env) {
   return rv;
 }
 
-/* --- Shutdown --------------------------------------------------------------- */
+/* --- Shutdown ------------------------------------------------------------- */
 
 void cf_hub_close_all(cf_hub *h) {
   if (h == NULL || h->freeing || h->close_cursor != NULL)

@@ -742,7 +742,7 @@ static void test_deliver_to_empty_room_is_free(void **state) {
   hub_down();
 }
 
-/* --- Re-entrancy ----------------------------------------------------------- */
+/* --- Re-entrancy ---------------------------------------------------------- */
 
 static void wake_free_self(tc *t) {
   tc_free(t);
@@ -893,7 +893,7 @@ static void test_wake_joins(void **state) {
   hub_down();
 }
 
-/* --- Shutdown ---------------------------------------------------------------- */
+/* --- Shutdown ------------------------------------------------------------- */
 
 static void test_close_all_order(void **state) {
   int i;
@@ -966,7 +966,7 @@ static void test_close_all_reentrant(void **state) {
   hub_down();
 }
 
-/* --- Allocation-failure sweep ------------------------------------------------ */
+/* --- Allocation-failure sweep --------------------------------------------- */
 
 static void sweep_close(tc *t, int reason) {
   (void)reason;
