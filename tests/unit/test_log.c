@@ -355,17 +355,18 @@ static void test_json_truncation(void **state) {
  */
 static void test_limit_sweep(void **state) {
   static const char *const units[] = {"a", "\"", "\xc3\xa9", " "};
-  char *fill = repeat("x", 1000);
+  char *fill = repeat("x", 1000), *fill4 = repeat("x", 880);
   size_t u, n;
   int fmt;
   (void)state;
+  /* The fill leaves 120-170 bytes: n below 200 crosses the limit. */
   for (fmt = CFD_LOG_TEXT; fmt <= CFD_LOG_JSON; fmt++) {
     cfd_log_setup(CFD_LOG_DEBUG, fmt);
     for (u = 0; u < sizeof units / sizeof units[0]; u++) {
-      for (n = 0; n < 1100; n += 1) {
+      for (n = 0; n < 200; n++) {
         char *v = repeat(units[u], n);
         cfd_log(CFD_LOG_INFO, "m", "f1", fill, "f2", fill, "f3", fill,
-                "key4", v, "key5", "tail", NULL);
+                "f4", fill4, "key4", v, "key5", "tail", NULL);
         if (fmt == CFD_LOG_JSON)
           json_decref(json_line());
         else
@@ -375,6 +376,7 @@ static void test_limit_sweep(void **state) {
     }
   }
   free(fill);
+  free(fill4);
   cfd_log_setup(CFD_LOG_DEBUG, CFD_LOG_TEXT);
 }
 
