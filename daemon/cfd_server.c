@@ -1,10 +1,6 @@
 #include "cfd_server.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,15 +9,14 @@
 #include <unistd.h>
 
 #include "cfd_http.h"
+#include "cfd_listen.h"
 #include "cfd_log.h"
+#include "cfd_peer.h"
 #include "cfd_ws.h"
 
 extern const char cfd_page_index[];
 extern const size_t cfd_page_index_len;
 
-#define LISTEN_BACKLOG 1024
-#define ACCEPT_BURST 128     /* accepts per wakeup, so clients get turns */
-#define ACCEPT_PAUSE 0.1     /* seconds without accepting after EMFILE */
 #define WRITE_TIMEOUT 10.0   /* seconds to take a whole answer */
 #define LINGER_TIMEOUT 2.0   /* seconds to wait for the peer's EOF */
 #define MAX_REJECTING 64     /* 503 answers in flight over the limit */
@@ -50,13 +45,10 @@ typedef struct hconn {
 
 struct cfd_server {
   cfd_ctx *ctx;
-  int fd;              /* listening socket, -1 once closed */
-  unsigned port;
-  ev_io accept_io;
-  ev_timer pause;      /* resumes accepting after EMFILE */
-  hconn *conns;        /* every HTTP-phase connection */
-  unsigned n_rejecting;
-  int emfile_logged;   /* one log line per EMFILE episode */
+  cfd_listener *listener; /* NULL once stopped */
+  unsigned port;          /* bound port */
+  hconn *conns;           /* every HTTP-phase connection */
+  unsigned n_rejecting;   /* over-limit 503 answers in flight */
 };
 
 static const char reject_503[] =
@@ -68,24 +60,6 @@ static const char reject_503[] =
     "Retry-After: 1\r\n"
     "\r\n"
     "503 Service Unavailable\n";
-
-void cfd_peer_str(int fd, char *buf, size_t len) {
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof(ss);
-  char host[INET6_ADDRSTRLEN];
-  snprintf(buf, len, "?");
-  if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
-    return;
-  if (ss.ss_family == AF_INET) {
-    struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-    if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host)))
-      snprintf(buf, len, "%s:%u", host, ntohs(a->sin_port));
-  } else if (ss.ss_family == AF_INET6) {
-    struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-    if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)))
-      snprintf(buf, len, "[%s]:%u", host, ntohs(a->sin6_port));
-  }
-}
 
 /* --- connection lifetime ---------------------------------------------- */
 
@@ -487,11 +461,10 @@ static void conn_reject(cfd_server *s, int fd) {
   conn_send(h, reject_503, sizeof(reject_503) - 1, NULL, 0);
 }
 
-static void conn_accepted(cfd_server *s, int fd) {
+static void conn_accepted(int fd, void *ud) {
+  cfd_server *s = ud;
   cfd_ctx *ctx = s->ctx;
   hconn *h;
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   if (ctx->n_http + ctx->n_ws >= ctx->cfg->max_connections) {
     conn_reject(s, fd);
     return;
@@ -506,122 +479,7 @@ static void conn_accepted(cfd_server *s, int fd) {
     timer_arm(h, ctx->cfg->header_timeout);
 }
 
-static void accept_pause(cfd_server *s, int err) {
-  if (!s->emfile_logged) {
-    cfd_log(CFD_LOG_WARN, "accept paused", "error", strerror(err), NULL);
-    s->emfile_logged = 1;
-  }
-  ev_io_stop(s->ctx->loop, &s->accept_io);
-  ev_timer_set(&s->pause, ACCEPT_PAUSE, 0.);
-  ev_timer_start(s->ctx->loop, &s->pause);
-}
-
-static void accept_cb(struct ev_loop *loop, ev_io *w, int revents) {
-  cfd_server *s = w->data;
-  int i, fd;
-  (void)loop;
-  (void)revents;
-  for (i = 0; i < ACCEPT_BURST && s->fd >= 0; i++) {
-    fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) {
-      s->emfile_logged = 0;
-      conn_accepted(s, fd);
-      continue;
-    }
-    if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO)
-      continue;
-    if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-        errno == ENOMEM) {
-      /* The pending connection stays queued: retry later, don't spin. */
-      accept_pause(s, errno);
-      return;
-    }
-    if (errno != EAGAIN && errno != EWOULDBLOCK)
-      cfd_log(CFD_LOG_ERROR, "accept failed", "error", strerror(errno),
-              NULL);
-    return;
-  }
-}
-
-static void pause_cb(struct ev_loop *loop, ev_timer *w, int revents) {
-  cfd_server *s = w->data;
-  (void)revents;
-  if (s->fd >= 0)
-    ev_io_start(loop, &s->accept_io);
-}
-
-/* --- listening ---------------------------------------------------------- */
-
-static int listen_on(const struct addrinfo *ai) {
-  int one = 1;
-  int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK |
-                                     SOCK_CLOEXEC,
-                  ai->ai_protocol);
-  if (fd < 0)
-    return -1;
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-      listen(fd, LISTEN_BACKLOG) != 0) {
-    int e = errno;
-    close(fd);
-    errno = e;
-    return -1;
-  }
-  return fd;
-}
-
-static unsigned bound_port(int fd) {
-  struct sockaddr_storage ss;
-  socklen_t sl = sizeof(ss);
-  if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0)
-    return 0;
-  if (ss.ss_family == AF_INET6)
-    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-  return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
-static int server_bind(cfd_server *s) {
-  const cfd_config *cfg = s->ctx->cfg;
-  struct addrinfo hints, *res = NULL, *ai;
-  char port[8], addr[300];
-  int rv, err = 0;
-  memset(&hints, 0, sizeof(hints));
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  snprintf(port, sizeof(port), "%u", (unsigned)cfg->listen_port);
-  snprintf(addr, sizeof(addr), strchr(cfg->listen_host, ':') ? "[%s]:%s"
-                                                             : "%s:%s",
-           cfg->listen_host, port);
-  rv = getaddrinfo(cfg->listen_host, port, &hints, &res);
-  if (rv != 0) {
-    cfd_log(CFD_LOG_ERROR, "cannot resolve listen address", "addr", addr,
-            "error", gai_strerror(rv), NULL);
-    return -1;
-  }
-  for (ai = res; ai != NULL && s->fd < 0; ai = ai->ai_next) {
-    s->fd = listen_on(ai);
-    if (s->fd < 0)
-      err = errno;
-  }
-  freeaddrinfo(res);
-  if (s->fd < 0) {
-    cfd_log(CFD_LOG_ERROR, "cannot listen", "addr", addr, "error",
-            strerror(err), NULL);
-    return -1;
-  }
-  s->port = bound_port(s->fd);
-  return 0;
-}
-
-static void log_listening(const cfd_server *s) {
-  const char *host = s->ctx->cfg->listen_host;
-  char url[320];
-  snprintf(url, sizeof(url),
-           strchr(host, ':') ? "http://[%s]:%u/" : "http://%s:%u/", host,
-           s->port);
-  cfd_log(CFD_LOG_INFO, "listening", "url", url, NULL);
-}
+/* --- the server --------------------------------------------------------- */
 
 int cfd_server_new(cfd_server **out, cfd_ctx *ctx) {
   cfd_server *s = calloc(1, sizeof(*s));
@@ -631,17 +489,12 @@ int cfd_server_new(cfd_server **out, cfd_ctx *ctx) {
     return -1;
   }
   s->ctx = ctx;
-  s->fd = -1;
-  if (server_bind(s) != 0) {
+  if (cfd_listener_new(&s->listener, ctx->loop, ctx->cfg->listen_host,
+                       ctx->cfg->listen_port, conn_accepted, s) != 0) {
     free(s);
     return -1;
   }
-  ev_io_init(&s->accept_io, accept_cb, s->fd, EV_READ);
-  s->accept_io.data = s;
-  ev_timer_init(&s->pause, pause_cb, 0., 0.);
-  s->pause.data = s;
-  ev_io_start(ctx->loop, &s->accept_io);
-  log_listening(s);
+  s->port = cfd_listener_port(s->listener);
   *out = s;
   return 0;
 }
@@ -650,12 +503,10 @@ unsigned cfd_server_port(const cfd_server *s) { return s->port; }
 
 void cfd_server_stop(cfd_server *s) {
   hconn *h, *next;
-  if (s == NULL || s->fd < 0)
+  if (s == NULL || s->listener == NULL)
     return;
-  ev_io_stop(s->ctx->loop, &s->accept_io);
-  ev_timer_stop(s->ctx->loop, &s->pause);
-  close(s->fd);
-  s->fd = -1;
+  cfd_listener_free(s->listener);
+  s->listener = NULL;
   for (h = s->conns; h != NULL; h = next) {
     next = h->next;
     if (h->state == H_READ && h->len == 0)

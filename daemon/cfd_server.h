@@ -34,10 +34,4 @@ unsigned cfd_server_port(const cfd_server *s);
 /* Closes the listener and every HTTP-phase connection, frees s. NULL ok. */
 void cfd_server_free(cfd_server *s);
 
-/*
- * Formats fd's peer address as "1.2.3.4:5678" or "[::1]:5678" into buf
- * ("?" when unknown). For log lines; costs a getpeername(2).
- */
-void cfd_peer_str(int fd, char *buf, size_t len);
-
 #endif /* CFD_SERVER_H */

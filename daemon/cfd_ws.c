@@ -12,7 +12,7 @@
 
 #include "cfd_frame.h"
 #include "cfd_log.h"
-#include "cfd_server.h"
+#include "cfd_peer.h"
 #include "cfd_utf8.h"
 
 #define WS_IOV_MAX 64           /* iovecs per writev */
@@ -47,6 +47,7 @@ typedef struct cfd_ws {
   uint8_t rx_gone;      /* the recv callback saw EOF or an error */
   uint8_t room_len;
   char room[CF_ROOM_MAX + 1];
+  cfd_peer peer;        /* for log lines, also after a reset */
 } cfd_ws;
 
 static double mono_now(void) {
@@ -88,7 +89,7 @@ static void log_close(cfd_ws *c, int level, const char *msg, int code,
   char peer[64], cs[8];
   if (!cfd_log_enabled(level))
     return;
-  cfd_peer_str(c->rio.fd, peer, sizeof(peer));
+  cfd_peer_format(&c->peer, peer, sizeof(peer));
   snprintf(cs, sizeof(cs), "%d", code);
   cfd_log(level, msg, "peer", peer, "room", c->room, "code", cs, "reason",
           why, NULL);
@@ -513,6 +514,7 @@ int cfd_ws_start(cfd_ctx *ctx, int fd, const cfd_route *rt,
   c->timer.data = c;
   memcpy(c->room, rt->room, rt->room_len);
   c->room_len = (uint8_t)rt->room_len;
+  cfd_peer_get(fd, &c->peer);
   if (pre_len > 0) {
     c->pre = malloc(pre_len);
     if (c->pre == NULL) {
