@@ -147,6 +147,10 @@ CF_API const char *cf_queue_errmsg(const cf_queue *q);
  * For backend authors: report a received envelope or a state change to
  * the callbacks. Must be called from the loop thread, not from inside
  * publish. cf_queue_report_state ignores a state equal to the current one.
+ * If a callback frees q, ops.destroy runs as the report call returns
+ * (or as a running cf_queue_start/flush of q returns): a backend that
+ * reports in a loop must notice (e.g. destroy sets a flag) and release
+ * its state only once out of the loop.
  */
 CF_API void cf_queue_report_message(cf_queue *q, const cf_envelope *env);
 CF_API void cf_queue_report_state(cf_queue *q, int state);
@@ -162,7 +166,9 @@ CF_API void cf_queue_report_state(cf_queue *q, int state);
  * Delivery is asynchronous: publish copies the envelope into the bus and
  * each receiving queue's loop timer delivers on the next loop iteration,
  * in publish order. With loop == NULL delivery instead happens in
- * cf_queue_bus_dispatch(), which the caller runs.
+ * cf_queue_bus_dispatch(), which the caller runs. A queue receives only
+ * while started: from cf_queue_start() until cf_queue_flush(), which
+ * delivers what is pending for it, then stops. It may publish any time.
  */
 typedef struct cf_queue_bus cf_queue_bus;
 

@@ -180,8 +180,6 @@ static size_t lq_deliver(lq *l) {
     n++;
   }
   l->delivering = 0;
-  if (l->cur != NULL && l->up)
-    lq_arm(l);
   return n;
 }
 
@@ -189,6 +187,8 @@ static void lq_on_timer(void *arg) {
   lq *l = arg;
   cf_queue *q = l->q;
 
+  /* Cleared first, so what the callbacks publish re-arms the timer for
+   * the next loop iteration. */
   l->armed = 0;
   cf__queue_enter(q);
   lq_deliver(l);
