@@ -253,7 +253,8 @@ static void publish(cfd_ws *c, uint32_t flags, const uint8_t *msg,
   rv = cf_hub_publish(ctx->hub, c->room, c->room_len, flags, msg, len);
   cfd_metrics_fanout(&ctx->metrics, mono_now() - t0);
   /* Queue refusals still delivered locally; the hub counts them. */
-  if (rv == CF_ERR_NOMEM || rv == CF_ERR_INVALID || rv == CF_ERR_TOO_BIG)
+  if (rv == CF_ERR_NOMEM || rv == CF_ERR_INVALID || rv == CF_ERR_TOO_BIG ||
+      rv == CF_ERR_CALLBACK)
     ws_fail(c, 1011, "internal error");
 }
 
