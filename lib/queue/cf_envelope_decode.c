@@ -53,7 +53,7 @@ static int b64val(char c) {
 /*
  * EVP_DecodeBlock skips leading whitespace, drops trailing junk, takes
  * '=' anywhere as zero bits and counts padding as output bytes, so the
- * text is checked here first and the padding subtracted by the caller.
+ * text is checked here first and the padding left out of the length.
  * Returns the decoded length, or SIZE_MAX when s is not canonical.
  */
 static size_t b64_decoded_len(const char *s, size_t n) {
