@@ -15,7 +15,7 @@
  *
  *   cf_loop loop;
  *   cf_libev_init(&loop, EV_DEFAULT);
- *   cf_queue_local_new(&q, bus, &loop, NULL);
+ *   cf_queue_local_new(&q, bus, &loop, 0, NULL);
  */
 #ifndef CHATFANOUT_CF_LOOP_H
 #define CHATFANOUT_CF_LOOP_H
