@@ -220,6 +220,7 @@ class Checks:
     def __init__(self):
         self.passed = 0
         self.failed = []
+        self.todo_failed = []
 
     def ok(self, cond, name, detail=''):
         if cond:
@@ -231,10 +232,23 @@ class Checks:
                                    else ''))
         return bool(cond)
 
+    def todo(self, cond, name, detail=''):
+        """A check of a known, reported deviation from the README: logged
+        (TAP '# TODO') but not failing the run until the daemon is fixed;
+        then the marker should go."""
+        if cond:
+            log('ok - %s # TODO passes now: make it a plain check' % name)
+        else:
+            self.todo_failed.append((name, detail))
+            log('not ok - %s: %s # TODO known deviation' % (name, detail))
+        return bool(cond)
+
     def eq(self, got, want, name):
         return self.ok(got == want, name, 'got %r, want %r' % (got, want))
 
     def result(self):
+        for name, detail in self.todo_failed:
+            log('KNOWN DEVIATION: %s: %s' % (name, detail))
         log('%d passed, %d failed' % (self.passed, len(self.failed)))
         for name, detail in self.failed:
             log('FAILED: %s%s' % (name, (': ' + str(detail)) if detail

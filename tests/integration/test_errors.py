@@ -8,6 +8,7 @@ Usage: test_errors.py CHATFANOUTD
 """
 import itertools
 import os
+import re
 import socket
 import struct
 import time
@@ -336,6 +337,15 @@ def ws_positive_cases(d, by):
     after(d, by, 'positive frame cases')
 
 
+def log_cases(d):
+    """'Bad input gets a precise answer and a log line'."""
+    text = d.log_text()
+    for code in ('400', '403', '404', '405', '408', '414', '426', '431',
+                 '1002', '1007', '1009'):
+        chk.ok(re.search(r'\b%s\b' % code, text),
+               'the daemon logged a line for %s' % code)
+
+
 def metrics_cases(d):
     m = cfd.fetch_metrics(d.addr)
     for code in ('400', '403', '404', '405', '408', '414', '426', '431'):
@@ -415,6 +425,7 @@ def main():
         origin_cases(d, by)
         ws_cases(d, by)
         metrics_cases(d)
+        log_cases(d)
         by.close()
     allowed_origin_cases()
     connection_limit_cases()

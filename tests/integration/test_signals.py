@@ -35,6 +35,14 @@ async def scenario(sig):
 
         t0 = time.monotonic()
         d.signal(sig)
+        # The deaf client keeps the daemon draining for --shutdown-timeout.
+        await asyncio.sleep(0.2)
+        try:
+            health = cfd.http(d.addr, 'GET', '/healthz', timeout=1).status
+        except OSError as e:
+            health = repr(e)
+        chk.todo(health == 503, '%s: /healthz answers 503 while the daemon '
+                 'is shutting down' % name, 'got %s' % health)
         polite_close = await asyncio.to_thread(polite.expect_close, 5.0)
         try:
             polite.send_close(1001)

@@ -5,10 +5,13 @@ websockets clients receive a flood. With --client-buffer 64KiB the slow
 one must be closed (close 1008 "slow consumer" if it reads far enough to
 see the close frame, else a dropped connection), the fast ones get every
 message in order, and chatfanout_slow_client_disconnects_total >= 1.
+A third client resets its connection mid-flood (SIGPIPE must not kill
+the daemon).
 
 Usage: test_slow.py CHATFANOUTD
 """
 import asyncio
+import socket
 import struct
 import time
 
@@ -33,7 +36,14 @@ async def receiver(ws, counts, idx, out):
         counts[idx] += 1
 
 
-async def flood(d, slow):
+def vanish(c):
+    """Resets the connection (RST) with data still flowing to it."""
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                      struct.pack('ii', 1, 0))
+    c.close()
+
+
+async def flood(d, slow, gone):
     fast = [await websockets.connect(
         d.ws_base + '/ws?room=flood', compression=None, ping_interval=None,
         max_size=1 << 20, max_queue=None, open_timeout=10) for _ in range(3)]
@@ -52,6 +62,8 @@ async def flood(d, slow):
             await asyncio.sleep(0.002)
         if min(counts) < sent:
             break
+        if sent == BATCH * 4:
+            vanish(gone)
         if closed_at is None and sent % (BATCH * 8) == 0:
             m = cfd.fetch_metrics(d.addr)
             if m.value('chatfanout_slow_client_disconnects_total') >= 1:
@@ -121,7 +133,8 @@ def main():
                     '--history', '0',
                     tag='slow') as d:
         slow = cfd.RawWS.connect(d.addr, '/ws?room=flood', rcvbuf=4096)
-        asyncio.run(asyncio.wait_for(flood(d, slow), 150))
+        gone = cfd.RawWS.connect(d.addr, '/ws?room=flood', rcvbuf=4096)
+        asyncio.run(asyncio.wait_for(flood(d, slow, gone), 150))
         chk.ok(d.alive(), 'daemon still running')
     return chk.result()
 
