@@ -4,8 +4,10 @@
 Usage: test_cli.py CHATFANOUTD [VERSION]
 """
 import json
+import socket
 import subprocess
 import sys
+import time
 
 import cfd
 
@@ -89,11 +91,48 @@ def environment():
                'a flag overrides its environment variable', listening[:1])
 
 
+def units():
+    """Sizes: k/K/KiB, m/M/MiB (binary); durations: s, ms, bare seconds."""
+    for flag, val in (('--max-message-size', '2k'),
+                      ('--max-message-size', '2K'),
+                      ('--max-message-size', '2KiB'),
+                      ('--client-buffer', '1m'), ('--client-buffer', '1M'),
+                      ('--client-buffer', '1MiB'),
+                      ('--ping-interval', '1500ms'),
+                      ('--idle-timeout', '90s'), ('--idle-timeout', '90')):
+        try:
+            with cfd.Daemon(flag, val, tag='unit') as d:
+                up = d.alive()
+        except RuntimeError:
+            up = False
+        chk.ok(up, '%s %s is accepted' % (flag, val))
+    with cfd.Daemon('--max-message-size', '2k', '--header-timeout', '1',
+                    tag='units') as d:
+        c = cfd.RawWS.connect(d.addr, '/ws?room=u')
+        c.send_binary(b'x' * 2048)
+        chk.eq(c.recv_message(3), (cfd.OP_BINARY, b'x' * 2048),
+               '--max-message-size 2k lets 2048 bytes through')
+        c.send_binary(b'x' * 2049)
+        code, reason, how = c.expect_close(3)
+        chk.eq(code, 1009, '--max-message-size 2k: 2049 bytes get 1009')
+        c.close()
+        s = socket.create_connection(d.addr)
+        t0 = time.monotonic()
+        s.sendall(b'GET / HTTP/1.1\r\n')
+        data, how = cfd.read_until_eof(s, 4)
+        dt = time.monotonic() - t0
+        s.close()
+        chk.ok(data.startswith(b'HTTP/1.1 408') and 0.8 <= dt <= 2.5,
+               '--header-timeout 1 (bare number) means one second',
+               '%.2fs: %r' % (dt, data[:20]))
+
+
 def main():
     version = sys.argv[2] if len(sys.argv) > 2 else None
     bad_values()
     help_version(version)
     environment()
+    units()
     return chk.result()
 
 

@@ -6,11 +6,11 @@ message round-trips after every case) and the daemon stays up.
 
 Usage: test_errors.py CHATFANOUTD
 """
+import base64
 import itertools
 import os
 import re
 import socket
-import struct
 import time
 
 import cfd
@@ -84,7 +84,6 @@ def up(d, path='/ws?room=x', **kw):
 
 
 def b64(n):
-    import base64
     return base64.b64encode(os.urandom(n)).decode()
 
 

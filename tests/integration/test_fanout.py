@@ -238,6 +238,8 @@ def endpoints(d, page_path):
                '%d bytes vs %d' % (len(r.body), len(page)))
         chk.eq(r.header('content-length'), str(len(page)),
                'GET / Content-Length')
+    chk.ok('close' in (r.header('connection') or '').lower(),
+           'GET / carries Connection: close')
     h = cfd.http(d.addr, 'HEAD', '/')
     chk.ok(h.status == 200 and h.body == b'', 'HEAD /: 200, no body', h)
     before = cfd.fetch_metrics(d.addr)
@@ -247,6 +249,10 @@ def endpoints(d, page_path):
     chk.ok(after.value('chatfanout_http_requests_total', code='200') >=
            before.value('chatfanout_http_requests_total', code='200') + 3,
            'http_requests_total{code="200"} counts requests')
+    m = cfd.http(d.addr, 'GET', '/metrics')
+    chk.ok('close' in (m.header('connection') or '').lower() and
+           (m.header('content-type') or '').startswith('text/plain'),
+           'GET /metrics: text/plain with Connection: close', m.headers)
     h = cfd.http(d.addr, 'HEAD', '/metrics')
     chk.ok(h.status == 200 and h.body == b'', 'HEAD /metrics: 200, no body',
            h)
