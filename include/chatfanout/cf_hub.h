@@ -66,9 +66,9 @@ typedef size_t (*cf_framer_fn)(uint8_t *buf, uint32_t flags, size_t len,
 /*
  * Hub configuration; copied by cf_hub_new(). Zero fields take defaults.
  *
- *   cf_hub_config cfg = { CF_HUB_CONFIG_VERSION };
- *   cfg.client_buffer = 256 * 1024;
- *   cfg.history = 50;
+ *   cf_hub_config cfg = {.version = CF_HUB_CONFIG_VERSION,
+ *                        .client_buffer = 256 * 1024,
+ *                        .history = 50};
  *   cf_hub *hub;
  *   int rv = cf_hub_new(&hub, &cfg);
  */
