@@ -79,6 +79,21 @@ typedef struct cf_queue_callbacks {
 } cf_queue_callbacks;
 
 /*
+ * Counters of a queue. The wrapper counts publishes and receives; a
+ * network backend adds its request counters through ops.stats.
+ */
+typedef struct cf_queue_stats {
+  uint64_t published;      /* envelopes publish accepted */
+  uint64_t publish_errors; /* envelopes publish refused */
+  uint64_t received;       /* envelopes reported to on_message */
+  uint64_t requests;       /* network requests sent (0 for local) */
+  uint64_t request_errors; /* requests that failed, retried or not */
+  uint64_t retries;        /* requests sent again after a failure */
+  uint64_t buffered_bytes; /* gauge: accepted, not yet sent */
+  uint64_t dropped;        /* accepted envelopes given up on */
+} cf_queue_stats;
+
+/*
  * The backend's side. A backend fills one static table and passes it to
  * cf_queue_new(); the table is copied. `impl` is the backend's state.
  */
@@ -103,6 +118,8 @@ typedef struct cf_queue_ops {
   void (*destroy)(void *impl);
   /* Last error detail, static or owned by impl; never NULL. Optional. */
   const char *(*errmsg)(void *impl);
+  /* Fills the backend's fields of st (requests .. dropped). Optional. */
+  void (*stats)(void *impl, struct cf_queue_stats *st);
 } cf_queue_ops;
 
 /*
@@ -136,6 +153,13 @@ CF_API int cf_queue_flush(cf_queue *q, double timeout);
 
 /* Current state (a cf_queue_state). */
 CF_API int cf_queue_state_get(const cf_queue *q);
+
+/*
+ * Copies q's counters into st; size is sizeof(cf_queue_stats) as the
+ * caller knows it (newer libraries fill only that much).
+ */
+CF_API void cf_queue_get_stats(const cf_queue *q, cf_queue_stats *st,
+                               size_t size);
 
 /* Backend name, e.g. "local". */
 CF_API const char *cf_queue_name(const cf_queue *q);

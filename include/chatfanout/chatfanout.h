@@ -10,6 +10,7 @@
 #include <chatfanout/cf_common.h>
 #include <chatfanout/cf_loop.h>
 #include <chatfanout/cf_queue.h>
+#include <chatfanout/cf_queue_sqs.h>
 #include <chatfanout/cf_hub.h>
 
 #endif /* CHATFANOUT_H */

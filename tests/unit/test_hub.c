@@ -625,9 +625,12 @@ static void fq_destroy(void *impl) {
   ((fakeq *)impl)->destroyed = 1;
 }
 
-static const cf_queue_ops fq_ops = {CF_QUEUE_OPS_VERSION, "fake", fq_start,
-                                    fq_publish, fq_flush, fq_destroy,
-                                    NULL};
+static const cf_queue_ops fq_ops = {.version = CF_QUEUE_OPS_VERSION,
+                                    .name = "fake",
+                                    .start = fq_start,
+                                    .publish = fq_publish,
+                                    .flush = fq_flush,
+                                    .destroy = fq_destroy};
 
 static void test_queue_link(void **state) {
   fakeq f;
