@@ -11,7 +11,7 @@
  * hub's framer, e.g. a ready WebSocket frame), and appends a reference to
  * it to the outbox of every client in the room. No per-recipient copy or
  * allocation is made. Every local client of a room gets the room's
- * messages in one and the same order. The message is also handed to the
+ * messages in one and the same order. The message is first handed to the
  * attached queue (if any) for the other instances; envelopes arriving from
  * the queue are delivered locally once: duplicates (same origin and seq)
  * within the dedupe window and the instance's own messages are dropped.
@@ -141,19 +141,28 @@ CF_API int cf_hub_attach_queue(cf_hub *hub, cf_queue *q);
 
 /*
  * Publishes a message to room on this instance and, through the attached
- * queue, to the others. data is copied once into the shared message; the
- * caller may reuse it on return. Local delivery happens before return
- * (ops.wake calls included).
+ * queue, to the others, all or nothing: the queue gets the message first,
+ * and only once it has taken it is the message delivered locally and
+ * kept in history. On any error nothing is delivered anywhere, nothing
+ * is kept and the message's sequence number is not used (the next
+ * accepted publish follows on without a gap). The queue sees this
+ * instance's publishes in local delivery order, also those made from
+ * inside wake callbacks. data is copied once into the shared message;
+ * the caller may reuse it on return. Local delivery happens before
+ * return (ops.wake calls included).
  *
  * Room names are 1..CF_ROOM_MAX bytes of printable ASCII without space
  * (0x21-0x7e), everywhere in this API.
  *
  * Returns CF_OK; CF_ERR_INVALID (bad room name, flags other than
  * CF_MSG_TEXT/BINARY, or NULL data with len > 0), CF_ERR_TOO_BIG
- * (len > max_message), CF_ERR_NOMEM (nothing delivered), CF_ERR_CALLBACK
- * (the framer overflowed), CF_ERR_CLOSED (cf_hub_free() is pending);
- * CF_ERR_QUEUE_FULL or another queue error when local delivery happened
- * but the queue refused the message (other instances miss it).
+ * (len > max_message, or the message is over the queue's limit),
+ * CF_ERR_NOMEM, CF_ERR_CALLBACK (the framer overflowed), CF_ERR_CLOSED
+ * (cf_hub_free() is pending), CF_ERR_QUEUE_FULL (the queue's outgoing
+ * buffer is full, e.g. the cluster has been unreachable for long) or
+ * another error of the queue's. Any error means the message reached no
+ * one, here or elsewhere: the sender should be told. stats.queue_errors
+ * counts the queue's refusals.
  */
 CF_API int cf_hub_publish(cf_hub *hub, const char *room, size_t room_len,
                           uint32_t flags, const void *data, size_t len);

@@ -249,30 +249,53 @@ static int hub_msg(cf_hub *h, const char *room, size_t room_len,
 }
 
 /*
- * Phase 1 for one message: local members and history. CF_OK, or
- * CF_ERR_NOMEM with nothing queued anywhere.
+ * Where a message goes here: its room, found or made before anything is
+ * committed, so that nothing can fail once a queue has taken it. r is
+ * NULL when no room is wanted, or none can be had with every room in use:
+ * then nobody here reads the room and only its history is lost.
  */
-static int hub_route(cf_hub *h, cf_msg *m) {
+typedef struct hub_dest {
+  cf_room *r;
+  int fresh; /* r is prepared, not yet in the table */
+} hub_dest;
+
+/* CF_OK or CF_ERR_NOMEM; either way no room was added or removed. */
+static int hub_dest_prepare(cf_hub *h, const cf_msg *m, hub_dest *d) {
   const char *name = (const char *)m->buf;
-  cf_room *r = cf__rooms_find(&h->rooms, name, m->room_len);
   int rv;
 
-  if (r == NULL) {
-    if (h->rooms.history == 0)
-      return CF_OK;
-    rv = cf__rooms_open(&h->rooms, name, m->room_len, 1, &r);
-    /* Every room is in use: no local reader, so only history is lost. */
-    if (rv == CF_ERR_LIMIT)
-      return CF_OK;
-    if (rv != CF_OK)
-      return rv;
-  } else if (cf__room_hist_reserve(&h->rooms, r) != CF_OK) {
-    return CF_ERR_NOMEM;
+  d->fresh = 0;
+  d->r = cf__rooms_find(&h->rooms, name, m->room_len);
+  if (d->r != NULL)
+    return cf__room_hist_reserve(&h->rooms, d->r);
+  if (h->rooms.history == 0)
+    return CF_OK;
+  rv = cf__rooms_prepare(&h->rooms, 1, &d->r);
+  if (rv == CF_ERR_LIMIT)
+    return CF_OK;
+  d->fresh = rv == CF_OK;
+  return rv;
+}
+
+static void hub_dest_cancel(cf_hub *h, hub_dest *d) {
+  if (d->fresh)
+    cf__room_discard(&h->rooms, d->r);
+  d->r = NULL;
+}
+
+/* Phase 1 for one prepared message: local members and history. */
+static void hub_dest_commit(cf_hub *h, hub_dest *d, cf_msg *m) {
+  if (d->r == NULL)
+    return;
+  if (d->fresh &&
+      cf__rooms_insert(&h->rooms, d->r, (const char *)m->buf,
+                       m->room_len) != CF_OK) {
+    hub_dest_cancel(h, d);
+    return;
   }
-  cf__hub_fanout(h, r, m);
-  cf__room_hist_push(&h->rooms, r, m);
-  cf__room_settle(&h->rooms, r);
-  return CF_OK;
+  cf__hub_fanout(h, d->r, m);
+  cf__room_hist_push(&h->rooms, d->r, m);
+  cf__room_settle(&h->rooms, d->r);
 }
 
 /* Whether a message for room would reach anyone or anything here. */
@@ -281,8 +304,18 @@ static int hub_wants(const cf_hub *h, const char *room, size_t room_len) {
          cf__rooms_find(&h->rooms, room, room_len) != NULL;
 }
 
+/*
+ * The queue comes first so that a refusal leaves no trace: nothing
+ * delivered here, nothing in history, the seq not spent (a gap would
+ * stall receivers that restore per-origin order). Rooms are prepared
+ * before it, as nothing may fail after it said yes; in between no
+ * callback runs, as backends never call back from inside publish. And
+ * it all happens before the drain: a publish made from a wake callback
+ * reaches the queue after this one, as it reaches the outboxes.
+ */
 static int hub_publish(cf_hub *h, const char *room, size_t room_len,
                        uint32_t flags, const void *data, size_t len) {
+  hub_dest d;
   cf_msg *m;
   int rv = hub_msg(h, room, room_len, flags, data, len, &m);
 
@@ -291,7 +324,12 @@ static int hub_publish(cf_hub *h, const char *room, size_t room_len,
   m->origin = h->instance_id;
   m->seq = h->seq + 1;
   m->ts_ms = h->clock_ms != NULL ? h->clock_ms(h->user_data) : 0;
-  rv = hub_route(h, m);
+  rv = hub_dest_prepare(h, m, &d);
+  if (rv == CF_OK) {
+    rv = hub_queue_publish(h, m);
+    if (rv != CF_OK)
+      hub_dest_cancel(h, &d);
+  }
   if (rv != CF_OK) {
     cf_msg_unref(m);
     return rv;
@@ -301,13 +339,11 @@ static int hub_publish(cf_hub *h, const char *room, size_t room_len,
   /*
    * Own ids are not added to the dedupe set: the origin check already
    * drops them, and they would only push out other instances' ids.
-   * The queue gets the message before any wake runs, so a publish made
-   * from a wake callback cannot overtake this one on the queue.
    */
-  rv = hub_queue_publish(h, m);
+  hub_dest_commit(h, &d, m);
   cf_msg_unref(m);
   cf__hub_drain(h);
-  return rv;
+  return CF_OK;
 }
 
 int cf_hub_publish(cf_hub *h, const char *room, size_t room_len,
@@ -326,6 +362,7 @@ int cf_hub_publish(cf_hub *h, const char *room, size_t room_len,
 }
 
 static int hub_deliver(cf_hub *h, const cf_envelope *env) {
+  hub_dest d;
   cf_msg *m;
   int rv = cf__dedupe_reserve(&h->dedupe, &h->mem);
 
@@ -338,7 +375,9 @@ static int hub_deliver(cf_hub *h, const cf_envelope *env) {
   m->origin = env->origin;
   m->seq = env->seq;
   m->ts_ms = env->ts_ms;
-  rv = hub_route(h, m);
+  rv = hub_dest_prepare(h, m, &d);
+  if (rv == CF_OK)
+    hub_dest_commit(h, &d, m);
   cf_msg_unref(m);
   if (rv != CF_OK)
     return rv;

@@ -201,16 +201,10 @@ static void rooms_evict(cf_rooms *t) {
   room_free(t, r);
 }
 
-int cf__rooms_open(cf_rooms *t, const char *name, size_t len,
-                   int with_hist, cf_room **out) {
-  cf_room *r = cf__rooms_find(t, name, len);
-  int rv;
+int cf__rooms_prepare(cf_rooms *t, int with_hist, cf_room **out) {
+  int rv = rooms_make_space(t);
+  cf_room *r;
 
-  if (r != NULL) {
-    *out = r;
-    return CF_OK;
-  }
-  rv = rooms_make_space(t);
   if (rv != CF_OK)
     return rv;
   r = cf__calloc(t->mem, 1, sizeof(*r));
@@ -220,7 +214,22 @@ int cf__rooms_open(cf_rooms *t, const char *name, size_t len,
     cf__free(t->mem, r);
     return CF_ERR_NOMEM;
   }
-  /* Evict only once allocations worked, so NOMEM changes nothing. */
+  *out = r;
+  return CF_OK;
+}
+
+void cf__room_discard(cf_rooms *t, cf_room *r) {
+  cf__free(t->mem, r->hist);
+  cf__free(t->mem, r);
+}
+
+int cf__rooms_insert(cf_rooms *t, cf_room *r, const char *name,
+                     size_t len) {
+  /* Prepare saw an idle room; re-checked so a broken promise cannot
+   * evict from an empty list. */
+  if (t->count >= t->max && cf_list_empty(&t->idle))
+    return CF_ERR_LIMIT;
+  /* Evict only now that allocations worked, so NOMEM changes nothing. */
   if (t->count >= t->max)
     rooms_evict(t);
   if (t->count >= t->nbuckets)
@@ -233,6 +242,23 @@ int cf__rooms_open(cf_rooms *t, const char *name, size_t len,
   r->next = *rooms_chain(t, r->hash);
   *rooms_chain(t, r->hash) = r;
   t->count++;
+  return CF_OK;
+}
+
+int cf__rooms_open(cf_rooms *t, const char *name, size_t len,
+                   int with_hist, cf_room **out) {
+  cf_room *r = cf__rooms_find(t, name, len);
+  int rv;
+
+  if (r != NULL) {
+    *out = r;
+    return CF_OK;
+  }
+  rv = cf__rooms_prepare(t, with_hist, &r);
+  if (rv != CF_OK)
+    return rv;
+  /* Nothing ran since prepare, so the insert cannot fail here. */
+  (void)cf__rooms_insert(t, r, name, len);
   *out = r;
   return CF_OK;
 }

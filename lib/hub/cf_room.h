@@ -77,6 +77,21 @@ int cf__rooms_open(cf_rooms *t, const char *name, size_t len,
                    int with_hist, cf_room **out);
 
 /*
+ * cf__rooms_open() in two steps, for a caller that must know it can have
+ * the room before it commits to anything. prepare allocates a room (with
+ * its history ring when with_hist) for a name not in the table, without
+ * changing which rooms the table holds: CF_OK, CF_ERR_LIMIT (max rooms
+ * held, none idle to evict) or CF_ERR_NOMEM, *out set only on CF_OK.
+ * insert then names and links it, evicting the least recently used idle
+ * room when max rooms are held; rooms must not be opened or freed in
+ * between. It returns CF_OK, or CF_ERR_LIMIT (nothing linked) if they
+ * were. A prepared room not inserted goes back with cf__room_discard().
+ */
+int cf__rooms_prepare(cf_rooms *t, int with_hist, cf_room **out);
+int cf__rooms_insert(cf_rooms *t, cf_room *r, const char *name, size_t len);
+void cf__room_discard(cf_rooms *t, cf_room *r);
+
+/*
  * Call after a room lost members or gained history: frees it when it
  * has neither, makes it the most recently used idle room when it has
  * only history, takes it off the idle list when it has members.

@@ -586,13 +586,16 @@ static void test_deliver_errors(void **state) {
 
 /* --- The queue link ---------------------------------------------------- */
 
+#define FQ_MAX 16
+
 typedef struct fakeq {
-  int fail_with;   /* publish returns this when non-zero */
+  int fail_with;       /* publish returns this when non-zero */
+  const cf_mem *mem;   /* publish allocates through it when set */
   int destroyed;
-  int n;           /* envelopes published */
-  cf_envelope env[8];
-  char room[8][CF_ROOM_MAX];
-  char data[8][32];
+  int n;               /* envelopes published */
+  cf_envelope env[FQ_MAX];
+  char room[FQ_MAX][CF_ROOM_MAX];
+  char data[FQ_MAX][32];
 } fakeq;
 
 static int fq_start(void *impl) {
@@ -602,10 +605,18 @@ static int fq_start(void *impl) {
 
 static int fq_publish(void *impl, const cf_envelope *env) {
   fakeq *f = impl;
+  void *copy;
 
   if (f->fail_with != 0)
     return f->fail_with;
-  assert_true(f->n < 8 && env->len <= 32);
+  /* A real backend copies the envelope: that may fail too. */
+  if (f->mem != NULL) {
+    copy = f->mem->malloc(env->len + 1, f->mem->user_data);
+    if (copy == NULL)
+      return CF_ERR_NOMEM;
+    f->mem->free(copy, f->mem->user_data);
+  }
+  assert_true(f->n < FQ_MAX && env->len <= 32);
   f->env[f->n] = *env;
   memcpy(f->room[f->n], env->room, env->room_len);
   memcpy(f->data[f->n], env->data, env->len);
@@ -666,14 +677,17 @@ static void test_queue_link(void **state) {
   assert_int_equal(f.env[0].len, 3);
   assert_memory_equal(f.data[0], "one", 3);
 
-  /* A refusing queue: local delivery still happened. */
+  /* A refusing queue: nothing delivered here either, seq not spent. */
   f.fail_with = CF_ERR_QUEUE_FULL;
-  assert_int_equal(pub("room", "three"), CF_ERR_QUEUE_FULL);
+  assert_int_equal(pub("room", "lost"), CF_ERR_QUEUE_FULL);
   f.fail_with = 0;
+  assert_int_equal(pub("room", "three"), CF_OK);
+  assert_int_equal(f.n, 3);
+  assert_int_equal(f.env[2].seq, 3);
   tc_drain(&cl[0]);
   tc_got_is(&cl[0], "<T3>one<B3>two<T5>three");
   st = stats();
-  assert_int_equal(st.queue_published, 2);
+  assert_int_equal(st.queue_published, 3);
   assert_int_equal(st.queue_errors, 1);
   assert_int_equal(st.published, 3);
 
@@ -700,7 +714,7 @@ static void test_queue_link(void **state) {
   assert_int_equal(st.received, 2);
   assert_int_equal(st.duplicates, 2);
   /* Received messages are not sent back to the queue. */
-  assert_int_equal(f.n, 2);
+  assert_int_equal(f.n, 3);
   cf_queue_report_state(q, CF_QUEUE_UP);
 
   /* Detached: the queue no longer reaches the hub, nor the hub it. */
@@ -708,7 +722,7 @@ static void test_queue_link(void **state) {
   e.seq = 3;
   cf_queue_report_message(q, &e);
   assert_int_equal(pub("room", "x"), CF_OK);
-  assert_int_equal(f.n, 2);
+  assert_int_equal(f.n, 3);
   assert_int_equal(stats().received, 2);
 
   /* Freeing the hub detaches too: the queue may outlive it. */
@@ -742,6 +756,125 @@ static void test_deliver_to_empty_room_is_free(void **state) {
   assert_int_equal(tm.count, allocs);
   assert_int_equal(stats().received, 1);
   assert_int_equal(stats().rooms, 0);
+  hub_down();
+}
+
+/*
+ * A publish the queue refuses leaves no trace: no client gets it, no
+ * history keeps it, no room is made or evicted for it, its seq is reused.
+ */
+static void test_queue_refusal_all_or_nothing(void **state) {
+  static const int errs[] = {CF_ERR_QUEUE_FULL, CF_ERR_TOO_BIG,
+                             CF_ERR_NOMEM, CF_ERR_BACKEND};
+  cf_hub_config cfg = base_cfg();
+  unsigned long live;
+  cf_hub_stats st;
+  cf_queue *q;
+  fakeq f;
+  size_t i;
+
+  (void)state;
+  cfg.history = 4;
+  cfg.max_rooms = 2;
+  assert_int_equal(cf_hub_new(&H, &cfg), CF_OK);
+  memset(&f, 0, sizeof(f));
+  assert_int_equal(cf_queue_new(&q, &fq_ops, &f, &tm.mem), CF_OK);
+  assert_int_equal(cf_hub_attach_queue(H, q), CF_OK);
+  add_clients(3);
+  join_all(2, "room");
+  assert_int_equal(pub("room", "one"), CF_OK);
+  /* History only: an idle room, the one a new room would evict. */
+  assert_int_equal(pub("idle", "kept"), CF_OK);
+  assert_int_equal(stats().rooms, 2);
+
+  live = tm.live;
+  for (i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+    f.fail_with = errs[i];
+    assert_int_equal(pub("room", "lost"), errs[i]);
+    assert_int_equal(pub("new", "lost"), errs[i]);
+  }
+  f.fail_with = 0;
+  assert_int_equal(tm.live, live);
+  st = stats();
+  assert_int_equal(st.queue_errors, 8);
+  assert_int_equal(st.queue_published, 2);
+  assert_int_equal(st.published, 2);
+  assert_int_equal(st.deliveries, 2);
+  assert_int_equal(st.rooms, 2);
+  for (i = 0; i < 2; i++) {
+    assert_int_equal(cl[i].wakes, 1);
+    assert_int_equal(cf_client_pending(cl[i].c), 7);
+  }
+
+  /* The next accepted publish takes the next seq: no gap. */
+  assert_int_equal(pub("room", "two"), CF_OK);
+  assert_int_equal(f.n, 3);
+  for (i = 0; i < 3; i++)
+    assert_int_equal(f.env[i].seq, i + 1);
+  assert_memory_equal(f.data[2], "two", 3);
+  tc_drain(&cl[0]);
+  tc_got_is(&cl[0], "<T3>one<T3>two");
+  assert_int_equal(cf_client_join(cl[2].c, "room", 4), CF_OK);
+  assert_int_equal(cf_client_join(cl[2].c, "idle", 4), CF_OK);
+  tc_drain(&cl[2]);
+  tc_got_is(&cl[2], "<T3>one<T3>two<T4>kept");
+  cf_hub_free(H);
+  H = NULL;
+  cf_queue_free(q);
+  hub_down();
+}
+
+static fakeq *wake_q;   /* the queue wake_publish_queued refuses on */
+static int nested_left; /* publishes the wake callbacks may still make */
+
+static void wake_publish_queued(tc *t) {
+  (void)t;
+  if (nested_left == 0)
+    return;
+  nested_left--;
+  wake_q->fail_with = CF_ERR_QUEUE_FULL;
+  assert_int_equal(pub("r", "refused"), CF_ERR_QUEUE_FULL);
+  wake_q->fail_with = 0;
+  assert_int_equal(pub("r", "nested"), CF_OK);
+}
+
+/*
+ * Publishes made from wake callbacks reach the queue after the one whose
+ * fan-out woke them, as they reach the outboxes; refused ones in between
+ * leave no gap in the seqs.
+ */
+static void test_queue_order_with_wake_publish(void **state) {
+  cf_queue *q;
+  fakeq f;
+  int i;
+
+  (void)state;
+  hub_up();
+  memset(&f, 0, sizeof(f));
+  wake_q = &f;
+  assert_int_equal(cf_queue_new(&q, &fq_ops, &f, &tm.mem), CF_OK);
+  assert_int_equal(cf_hub_attach_queue(H, q), CF_OK);
+  add_clients(3);
+  join_all(3, "r");
+  for (i = 0; i < 3; i++)
+    cl[i].on_wake = wake_publish_queued;
+  nested_left = 2;
+  assert_int_equal(pub("r", "first"), CF_OK);
+  assert_int_equal(nested_left, 0);
+  assert_int_equal(f.n, 3);
+  assert_memory_equal(f.data[0], "first", 5);
+  assert_memory_equal(f.data[1], "nested", 6);
+  assert_memory_equal(f.data[2], "nested", 6);
+  for (i = 0; i < 3; i++)
+    assert_int_equal(f.env[i].seq, (uint64_t)i + 1);
+  for (i = 0; i < 3; i++) {
+    tc_drain(&cl[i]);
+    tc_got_is(&cl[i], "<T5>first<T6>nested<T6>nested");
+  }
+  assert_int_equal(stats().queue_errors, 2);
+  cf_hub_free(H);
+  H = NULL;
+  cf_queue_free(q);
   hub_down();
 }
 
@@ -791,8 +924,6 @@ static void test_wake_frees_other_not_yet_woken(void **state) {
   assert_int_equal(order[1], 2);
   hub_down();
 }
-
-static int nested_left = 0;
 
 static void wake_publish(tc *t) {
   (void)t;
@@ -976,19 +1107,43 @@ static void sweep_close(tc *t, int reason) {
   tc_free(t);
 }
 
-/* Calls f; on NOMEM checks nobody's outbox moved. */
+static fakeq sweep_q;       /* the scenario's queue backend */
+static int sweep_attached; /* whether the scenario got it attached */
+
+static uint64_t published(cf_hub *h) {
+  cf_hub_stats st;
+
+  cf_hub_get_stats(h, &st, sizeof(st));
+  return st.published;
+}
+
+/*
+ * Publishes; on NOMEM (also the queue's) checks that nobody's outbox
+ * moved and the queue got nothing, on success that the queue got the
+ * message with the next seq.
+ */
 static int checked_publish(cf_hub *h, int n, const char *room,
                            const char *s) {
+  uint64_t done = published(h);
+  int i, rv, sent = sweep_q.n;
   size_t before[4];
-  int i, rv;
 
   for (i = 0; i < n; i++)
     before[i] = cf_client_pending(cl[i].c);
   rv = cf_hub_publish(h, room, strlen(room), 0, s, strlen(s));
   assert_true(rv == CF_OK || rv == CF_ERR_NOMEM);
-  if (rv == CF_ERR_NOMEM)
+  if (rv == CF_ERR_NOMEM) {
     for (i = 0; i < n; i++)
       assert_int_equal(cf_client_pending(cl[i].c), before[i]);
+    assert_int_equal(sweep_q.n, sent);
+    assert_int_equal(published(h), done);
+    return rv;
+  }
+  assert_int_equal(published(h), done + 1);
+  if (sweep_attached) {
+    assert_int_equal(sweep_q.n, sent + 1);
+    assert_int_equal(sweep_q.env[sent].seq, done + 1);
+  }
   return rv;
 }
 
@@ -1009,12 +1164,13 @@ static void scenario(void) {
   cf_hub_config cfg = base_cfg();
   cf_queue *q = NULL;
   cf_envelope e;
-  fakeq f;
   cf_hub *h;
   int i, rv;
 
   memset(cl, 0, sizeof(cl));
-  memset(&f, 0, sizeof(f));
+  memset(&sweep_q, 0, sizeof(sweep_q));
+  sweep_q.mem = &tm.mem;
+  sweep_attached = 0;
   cfg.history = 3;
   cfg.max_rooms = 3;
   cfg.dedupe_window = 4;
@@ -1025,10 +1181,12 @@ static void scenario(void) {
     return;
   }
   H = h;
-  rv = cf_queue_new(&q, &fq_ops, &f, &tm.mem);
+  rv = cf_queue_new(&q, &fq_ops, &sweep_q, &tm.mem);
   assert_true(rv == CF_OK || rv == CF_ERR_NOMEM);
-  if (rv == CF_OK)
+  if (rv == CF_OK) {
     assert_int_equal(cf_hub_attach_queue(h, q), CF_OK);
+    sweep_attached = 1;
+  }
   for (i = 0; i < 4; i++) {
     rv = cf_client_new(&cl[i].c, h, &tc_ops, &cl[i]);
     assert_true(rv == CF_OK || rv == CF_ERR_NOMEM);
@@ -1109,6 +1267,8 @@ int main(void) {
       T(test_deliver_errors),
       T(test_queue_link),
       T(test_deliver_to_empty_room_is_free),
+      T(test_queue_refusal_all_or_nothing),
+      T(test_queue_order_with_wake_publish),
       T(test_wake_frees_self),
       T(test_wake_frees_other_not_yet_woken),
       T(test_wake_publishes),

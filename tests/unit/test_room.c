@@ -241,6 +241,51 @@ static void test_open_nomem_unchanged(void **state) {
   cf__rooms_deinit(&t);
 }
 
+/*
+ * Prepare holds a room without touching the table; only insert evicts,
+ * and it refuses when the idle room prepare counted on is gone.
+ */
+static void test_prepare_insert_discard(void **state) {
+  cf_room *a, *b, *p;
+  cf_member mb;
+  cf_rooms t;
+
+  (void)state;
+  cf__rooms_init(&t, &tm.mem, 2, 2, key);
+  assert_int_equal(cf__rooms_open(&t, "a", 1, 1, &a), CF_OK);
+  give_history(&t, a);
+  assert_int_equal(cf__rooms_open(&t, "b", 1, 1, &b), CF_OK);
+  give_history(&t, b);
+  assert_int_equal(cf__rooms_prepare(&t, 1, &p), CF_OK);
+  assert_non_null(p->hist);
+  assert_int_equal(t.count, 2);
+  assert_ptr_equal(cf__rooms_find(&t, "a", 1), a);
+  cf__room_discard(&t, p);
+  assert_ptr_equal(cf__rooms_find(&t, "a", 1), a);
+
+  assert_int_equal(cf__rooms_prepare(&t, 0, &p), CF_OK);
+  assert_null(p->hist);
+  assert_int_equal(cf__rooms_insert(&t, p, "c", 1), CF_OK);
+  assert_ptr_equal(cf__rooms_find(&t, "c", 1), p);
+  assert_null(cf__rooms_find(&t, "a", 1));
+  assert_int_equal(t.count, 2);
+  memset(&mb, 0, sizeof(mb));
+  cf__room_add_member(&t, p, &mb);
+
+  /* b was idle at prepare; it is in use by insert time. */
+  assert_int_equal(cf__rooms_prepare(&t, 1, &a), CF_OK);
+  cf_list_remove(&b->idle_link);
+  assert_int_equal(cf__rooms_insert(&t, a, "d", 1), CF_ERR_LIMIT);
+  assert_null(cf__rooms_find(&t, "d", 1));
+  assert_int_equal(t.count, 2);
+  cf__room_discard(&t, a);
+  /* Still nothing idle: prepare says so up front. */
+  assert_int_equal(cf__rooms_prepare(&t, 0, &a), CF_ERR_LIMIT);
+  cf__room_settle(&t, b);
+  cf__room_remove_member(&t, &mb);
+  cf__rooms_deinit(&t);
+}
+
 /* --- Through the hub ---------------------------------------------------- */
 
 static void nop_wake(cf_client *c, void *ud) {
@@ -381,6 +426,7 @@ int main(void) {
       T(test_history_ring),
       T(test_lru_eviction_and_limit),
       T(test_open_nomem_unchanged),
+      T(test_prepare_insert_discard),
       T(test_hub_join_leave),
       T(test_hub_join_limit),
       T(test_hub_join_nomem_unchanged),
