@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <chatfanout/cf_queue_sqs.h>
 #include <chatfanout/cf_version.h>
 
 #include "cfd_log.h"
@@ -22,6 +23,12 @@
 #define CLIENT_BUFFER_MIN (4 * KIB)
 #define HISTORY_MAX 100000u
 #define DURATION_MAX 1e9 /* seconds; only keeps the value finite */
+#define GIB (MIB * 1024)
+/* One encoded envelope may reach 256 KiB (the SNS/SQS message limit):
+ * a smaller outage buffer could not hold even one. */
+#define SQS_BUFFER_MIN (256 * KIB)
+#define SQS_RETENTION_MIN 60u     /* SQS MessageRetentionPeriod bounds */
+#define SQS_RETENTION_MAX 1209600u
 
 enum opt_kind {
   OPT_LISTEN,
@@ -32,6 +39,10 @@ enum opt_kind {
   OPT_DURATION,
   OPT_LEVEL,
   OPT_FORMAT,
+  OPT_HEX64,    /* instance id: 1-16 hex digits, not 0 */
+  OPT_TOPOLOGY, /* sns or queues */
+  OPT_BOOL,     /* no value as a flag; BOOL after = or in the env */
+  OPT_STRING,   /* copied into a char[hi] field after check() */
   OPT_HELP,
   OPT_VERSION
 };
@@ -44,19 +55,24 @@ typedef struct opt {
   const char *help;
   int kind;             /* enum opt_kind */
   size_t off;           /* field in cfd_config */
-  unsigned long long lo, hi; /* OPT_SIZE / OPT_UINT range */
+  /* OPT_SIZE / OPT_UINT range; OPT_DURATION: hi is the most seconds
+   * (0: DURATION_MAX); OPT_STRING: hi is the field's size */
+  unsigned long long lo, hi;
   int zero_ok;          /* OPT_DURATION: may 0 be given? */
-  const char *range;    /* the range in words, for errors */
+  const char *range;    /* the range in words, for errors; OPT_STRING:
+                           what a good value looks like */
 } opt;
 
 #define F(field) offsetof(cfd_config, field)
+#define SZ(field) sizeof(((cfd_config *)0)->field)
 
 static const opt opts[] = {
     {"listen", "CHATFANOUT_LISTEN", "HOST:PORT", "127.0.0.1:8080",
      "address to serve (IPv4, hostname or [IPv6]); port 0 picks a free one",
      OPT_LISTEN, 0, 0, 0, 0, NULL},
     {"queue", "CHATFANOUT_QUEUE", "NAME", "local",
-     "queue backend linking instances (local: in-process, single instance)",
+     "queue backend linking instances: local (in-process, single\n"
+     "      instance) or sqs (Amazon SQS/SNS: many instances, one chat)",
      OPT_QUEUE, 0, 0, 0, 0, NULL},
     {"max-message-size", "CHATFANOUT_MAX_MESSAGE_SIZE", "SIZE", "64KiB",
      "largest message a client may send, 1 byte to 16MiB (over: close 1009)",
@@ -93,6 +109,65 @@ static const opt opts[] = {
     {"log-format", "CHATFANOUT_LOG_FORMAT", "FMT", "text",
      "text or json, one line per event on stderr", OPT_FORMAT, 0, 0, 0, 0,
      NULL},
+    {"instance-id", "CHATFANOUT_INSTANCE_ID", "HEX", "random",
+     "this instance's id in the cluster, 1-16 hex digits, not 0",
+     OPT_HEX64, F(instance_id), 0, 0, 0, NULL},
+    {"sqs-topology", "CHATFANOUT_SQS_TOPOLOGY", "NAME", "sns",
+     "sns: one SNS topic feeding a queue per instance; queues: SQS only,\n"
+     "      each message is sent to every peer's queue",
+     OPT_TOPOLOGY, 0, 0, 0, 0, NULL},
+    {"sqs-fifo", "CHATFANOUT_SQS_FIFO", NULL, "off",
+     "FIFO topic and queues, one order per room everywhere (sns only);\n"
+     "      --sqs-fifo=BOOL and the variable take 1/0, true/false, on/off",
+     OPT_BOOL, F(sqs_fifo), 0, 0, 0, NULL},
+    {"sqs-cluster", "CHATFANOUT_SQS_CLUSTER", "NAME", "chatfanout",
+     "SNS topic name and queue name prefix, 1-64 of A-Z a-z 0-9 _ -",
+     OPT_STRING, F(sqs_cluster), 0, SZ(sqs_cluster), 0,
+     "1-64 of A-Z a-z 0-9 _ -"},
+    {"sqs-region", "CHATFANOUT_SQS_REGION", "REGION", "AWS chain",
+     "AWS region; else AWS_REGION, AWS_DEFAULT_REGION, the profile's,\n"
+     "      us-east-1",
+     OPT_STRING, F(sqs_region), 0, SZ(sqs_region), 0,
+     "like us-east-1: a-z 0-9 -, at most 63"},
+    {"sqs-profile", "CHATFANOUT_SQS_PROFILE", "NAME", "AWS chain",
+     "profile of the shared AWS config/credentials files; else\n"
+     "      AWS_PROFILE, default",
+     OPT_STRING, F(sqs_profile), 0, SZ(sqs_profile), 0,
+     "printable ASCII without spaces, at most 127"},
+    {"sqs-endpoint", "CHATFANOUT_SQS_ENDPOINT", "URL", "AWS chain",
+     "SQS and SNS endpoint both (an emulator); else AWS_ENDPOINT_URL_SQS,\n"
+     "      _SNS, AWS_ENDPOINT_URL, then AWS's own",
+     OPT_STRING, F(sqs_endpoint), 0, SZ(sqs_endpoint), 0,
+     "http:// or https:// URL, at most 255"},
+    {"sqs-pollers", "CHATFANOUT_SQS_POLLERS", "N", "2",
+     "concurrent long polls of the instance queue, 1-16", OPT_UINT,
+     F(sqs_pollers), 1, 16, 0, "1 to 16"},
+    {"sqs-wait", "CHATFANOUT_SQS_WAIT", "SECONDS", "20",
+     "long-poll wait (WaitTimeSeconds), 1-20", OPT_UINT, F(sqs_wait), 1,
+     20, 0, "1 to 20"},
+    {"sqs-linger", "CHATFANOUT_SQS_LINGER", "DUR", "5ms",
+     "time a publish waits to fill a batch, more than 0, at most 1s",
+     OPT_DURATION, F(sqs_linger), 0, 1, 0, "at most 1s"},
+    {"sqs-buffer", "CHATFANOUT_SQS_BUFFER", "SIZE", "8MiB",
+     "bytes of messages held while SQS/SNS is unreachable, 256KiB-1GiB",
+     OPT_SIZE, F(sqs_buffer), SQS_BUFFER_MIN, GIB, 0, "256KiB to 1024MiB"},
+    {"sqs-reorder-window", "CHATFANOUT_SQS_REORDER_WINDOW", "DUR", "500ms",
+     "wait this long for a sender's missing message (standard mode)",
+     OPT_DURATION, F(sqs_reorder), 0, 60, 0, "at most 60s"},
+    {"sqs-peer-refresh", "CHATFANOUT_SQS_PEER_REFRESH", "DUR", "10s",
+     "how often peer queues are listed (queues topology)", OPT_DURATION,
+     F(sqs_peer_refresh), 0, 3600, 0, "at most 3600s"},
+    {"sqs-heartbeat", "CHATFANOUT_SQS_HEARTBEAT", "DUR", "60s",
+     "how often the instance queue's heartbeat tag is renewed",
+     OPT_DURATION, F(sqs_heartbeat), 0, 86400, 0, "at most 86400s"},
+    {"sqs-stale-after", "CHATFANOUT_SQS_STALE_AFTER", "DUR", "600s",
+     "delete queues whose heartbeat is older (dead instances); more\n"
+     "      than --sqs-heartbeat",
+     OPT_DURATION, F(sqs_stale_after), 0, 0, 0, NULL},
+    {"sqs-retention", "CHATFANOUT_SQS_RETENTION", "SECONDS", "300",
+     "message retention of the instance queue, 60-1209600", OPT_UINT,
+     F(sqs_retention), SQS_RETENTION_MIN, SQS_RETENTION_MAX, 0,
+     "60 to 1209600"},
     {"help", NULL, NULL, NULL, "print this help and exit", OPT_HELP, 0, 0,
      0, 0, NULL},
     {"version", NULL, NULL, NULL, "print the version and exit", OPT_VERSION,
@@ -326,6 +401,132 @@ static int add_origin_list(cfd_config *cfg, const char *v, const char *name,
   }
 }
 
+/* ---- SQS values ---------------------------------------------------------- */
+
+static int all_of(const char *v, size_t max, const char *extra) {
+  size_t n = strlen(v), i;
+  if (n == 0 || n > max)
+    return 0;
+  for (i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)v[i];
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+          (c >= 'A' && c <= 'Z') || strchr(extra, c) != NULL))
+      return 0;
+  }
+  return 1;
+}
+
+/* The cluster names an SNS topic and prefixes SQS queue names, whose
+ * common alphabet is this one; the library checks it the same way. */
+static int cluster_valid(const char *v) { return all_of(v, 64, "_-"); }
+
+static int region_valid(const char *v) {
+  const char *p;
+  if (!all_of(v, 63, "-"))
+    return 0;
+  for (p = v; *p != '\0'; p++)
+    if (*p >= 'A' && *p <= 'Z')
+      return 0;
+  return 1;
+}
+
+static int profile_valid(const char *v) {
+  size_t n = strlen(v), i;
+  if (n == 0 || n > 127)
+    return 0;
+  for (i = 0; i < n; i++)
+    if ((unsigned char)v[i] <= 0x20 || (unsigned char)v[i] >= 0x7f ||
+        v[i] == '[' || v[i] == ']')
+      return 0;
+  return 1;
+}
+
+/* An absolute http(s) URL with a host; spaces and control bytes could
+ * only be typos and would corrupt the signed request. */
+static int endpoint_valid(const char *v) {
+  const char *host;
+  size_t i;
+  if (strncmp(v, "http://", 7) == 0)
+    host = v + 7;
+  else if (strncmp(v, "https://", 8) == 0)
+    host = v + 8;
+  else
+    return 0;
+  if (*host == '\0' || *host == '/' || *host == ':' || strlen(v) > 255)
+    return 0;
+  for (i = 0; v[i] != '\0'; i++)
+    if ((unsigned char)v[i] <= 0x20 || (unsigned char)v[i] >= 0x7f)
+      return 0;
+  return 1;
+}
+
+/* 1-16 hex digits, not all zero: an instance id as the logs print it. */
+static int parse_hex64(const char *s, uint64_t *out) {
+  uint64_t v = 0;
+  size_t n = 0;
+  for (; *s != '\0'; s++, n++) {
+    unsigned char c = (unsigned char)*s;
+    unsigned d;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'a' && c <= 'f')
+      d = c - 'a' + 10u;
+    else if (c >= 'A' && c <= 'F')
+      d = c - 'A' + 10u;
+    else
+      return -1;
+    if (n == 16)
+      return -1;
+    v = v << 4 | d;
+  }
+  if (n == 0 || v == 0)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_bool(const char *s) {
+  static const char *const yes[] = {"1", "true", "yes", "on"};
+  static const char *const no[] = {"0", "false", "no", "off"};
+  size_t i;
+  for (i = 0; i < 4; i++) {
+    if (strcmp(s, yes[i]) == 0)
+      return 1;
+    if (strcmp(s, no[i]) == 0)
+      return 0;
+  }
+  return -1;
+}
+
+/* The checker of each OPT_STRING field. */
+static const struct {
+  size_t off;
+  int (*check)(const char *v);
+} string_checks[] = {
+    {F(sqs_cluster), cluster_valid},
+    {F(sqs_region), region_valid},
+    {F(sqs_profile), profile_valid},
+    {F(sqs_endpoint), endpoint_valid},
+};
+
+static int string_ok(const opt *o, const char *v) {
+  size_t i;
+  if (strlen(v) >= o->hi)
+    return 0;
+  for (i = 0; i < sizeof string_checks / sizeof string_checks[0]; i++)
+    if (string_checks[i].off == o->off)
+      return string_checks[i].check(v);
+  return 0;
+}
+
+static int apply_string(cfd_config *cfg, const opt *o, const char *v,
+                        const char *name, errbuf *e) {
+  if (!string_ok(o, v))
+    return fail(e, "%s: invalid value '%.64s' (%s)", name, v, o->range);
+  memcpy((char *)cfg + o->off, v, strlen(v) + 1);
+  return CFD_CONFIG_OK;
+}
+
 /* ---- applying one option ----------------------------------------------- */
 
 static int apply_number(cfd_config *cfg, const opt *o, const char *v,
@@ -362,6 +563,8 @@ static int apply_duration(cfd_config *cfg, const opt *o, const char *v,
                 name, v);
   if (d == 0 && !o->zero_ok)
     return fail(e, "%s: must be more than 0", name);
+  if (o->hi != 0 && d > (double)o->hi)
+    return fail(e, "%s: '%s' out of range (%s)", name, v, o->range);
   *(double *)(void *)((char *)cfg + o->off) = d;
   return CFD_CONFIG_OK;
 }
@@ -380,10 +583,32 @@ static int apply(cfd_config *cfg, const opt *o, const char *v, int from_env,
                   name, v);
     return CFD_CONFIG_OK;
   case OPT_QUEUE:
-    if (strcmp(v, "local") != 0)
-      return fail(e, "%s: unknown queue '%s' (valid: local)", name, v);
+    if (strcmp(v, "local") != 0 && strcmp(v, "sqs") != 0)
+      return fail(e, "%s: unknown queue '%.32s' (valid: local, sqs)", name,
+                  v);
     snprintf(cfg->queue, sizeof cfg->queue, "%s", v);
     return CFD_CONFIG_OK;
+  case OPT_HEX64:
+    if (parse_hex64(v, &cfg->instance_id) != 0)
+      return fail(e, "%s: invalid instance id '%.32s' (1-16 hex digits, "
+                  "not 0)", name, v);
+    return CFD_CONFIG_OK;
+  case OPT_TOPOLOGY:
+    if (strcmp(v, "sns") == 0)
+      cfg->sqs_topology = CF_SQS_SNS;
+    else if (strcmp(v, "queues") == 0)
+      cfg->sqs_topology = CF_SQS_QUEUES;
+    else
+      return fail(e, "%s: unknown topology '%.32s' (sns, queues)", name, v);
+    return CFD_CONFIG_OK;
+  case OPT_BOOL:
+    if ((n = parse_bool(v)) < 0)
+      return fail(e, "%s: invalid value '%.32s' (1/0, true/false, yes/no, "
+                  "on/off)", name, v);
+    *(int *)(void *)((char *)cfg + o->off) = n;
+    return CFD_CONFIG_OK;
+  case OPT_STRING:
+    return apply_string(cfg, o, v, name, e);
   case OPT_SIZE:
   case OPT_UINT:
     return apply_number(cfg, o, v, name, e);
@@ -425,6 +650,17 @@ static void set_defaults(cfd_config *cfg) {
   cfg->shutdown_timeout = 5;
   cfg->log_level = CFD_LOG_INFO;
   cfg->log_format = CFD_LOG_TEXT;
+  cfg->sqs_topology = CF_SQS_SNS;
+  snprintf(cfg->sqs_cluster, sizeof cfg->sqs_cluster, "chatfanout");
+  cfg->sqs_pollers = 2;
+  cfg->sqs_wait = 20;
+  cfg->sqs_linger = 0.005;
+  cfg->sqs_buffer = 8 * MIB;
+  cfg->sqs_reorder = 0.5;
+  cfg->sqs_peer_refresh = 10;
+  cfg->sqs_heartbeat = 60;
+  cfg->sqs_stale_after = 600;
+  cfg->sqs_retention = 300;
 }
 
 static const opt *find_flag(const char *arg, size_t len) {
@@ -453,6 +689,13 @@ static int walk_argv(cfd_config *cfg, int argc, char **argv, int apply_values,
     if (o == NULL)
       return fail(e, "unknown option '%.*s' (see --help)",
                   (int)(eq ? (size_t)(eq - a) : strlen(a)), a);
+    if (o->kind == OPT_BOOL) {
+      /* A switch: alone it means on; =BOOL may turn it off again. */
+      seen[o - opts] = 1;
+      if (apply_values && (rc = apply(cfg, o, eq ? eq + 1 : "1", 0, e)) != 0)
+        return rc;
+      continue;
+    }
     if (o->arg == NULL) {
       if (eq != NULL)
         return fail(e, "--%s takes no value", o->flag);
@@ -501,6 +744,24 @@ static int apply_env(cfd_config *cfg, char **envp, const unsigned char *seen,
   return CFD_CONFIG_OK;
 }
 
+/*
+ * Options that are each fine but wrong together. Only with --queue sqs:
+ * the SQS options mean nothing to the local queue, so leftovers in the
+ * environment must not stop a single-instance daemon.
+ */
+static int check_sqs(const cfd_config *cfg, errbuf *e) {
+  if (strcmp(cfg->queue, "sqs") != 0)
+    return CFD_CONFIG_OK;
+  if (cfg->sqs_fifo && cfg->sqs_topology != CF_SQS_SNS)
+    return fail(e, "--sqs-fifo: FIFO needs --sqs-topology sns (the queues "
+                "topology has no FIFO mode)");
+  if (cfg->sqs_stale_after <= cfg->sqs_heartbeat)
+    return fail(e, "--sqs-stale-after (%gs) must be more than "
+                "--sqs-heartbeat (%gs), or live queues get reaped",
+                cfg->sqs_stale_after, cfg->sqs_heartbeat);
+  return CFD_CONFIG_OK;
+}
+
 int cfd_config_parse(cfd_config *cfg, int argc, char **argv, char **envp,
                      FILE *out, char *err, size_t errlen) {
   unsigned char seen[N_OPTS] = {0};
@@ -515,9 +776,10 @@ int cfd_config_parse(cfd_config *cfg, int argc, char **argv, char **envp,
     out = stdout;
   /* Syntax and --help first, so help works whatever the environment. */
   if ((rc = walk_argv(cfg, argc, argv, 0, seen, out, &e)) != 0 ||
-      (rc = apply_env(cfg, envp, seen, &e)) != 0)
+      (rc = apply_env(cfg, envp, seen, &e)) != 0 ||
+      (rc = walk_argv(cfg, argc, argv, 1, seen, out, &e)) != 0)
     return rc;
-  return walk_argv(cfg, argc, argv, 1, seen, out, &e);
+  return check_sqs(cfg, &e);
 }
 
 void cfd_config_free(cfd_config *cfg) {

@@ -16,7 +16,7 @@ typedef struct cfd_config {
    * IPv6 address (given as [ADDR]:PORT, stored without brackets) */
   char listen_host[256];
   uint16_t listen_port;    /* default 8080; 0 picks a free port */
-  char queue[16];          /* --queue: "local" */
+  char queue[16];          /* --queue: "local" or "sqs" */
   size_t max_message_size; /* bytes, 1 to 16 MiB, default 65536 */
   unsigned max_connections;/* at least 1, default 10000 */
   /* --allowed-origin, repeatable (env: comma-separated); exact match of
@@ -31,6 +31,24 @@ typedef struct cfd_config {
   double shutdown_timeout; /* seconds to drain on SIGTERM, default 5 */
   int log_level;           /* enum cfd_log_level, default info */
   int log_format;          /* enum cfd_log_format, default text */
+  uint64_t instance_id;    /* --instance-id, 1-16 hex digits; 0: random */
+  /* --queue sqs only (see cf_queue_sqs.h for their meaning): */
+  int sqs_topology;        /* cf_sqs_topology, default CF_SQS_SNS */
+  int sqs_fifo;            /* 0 or 1, default 0; only with CF_SQS_SNS */
+  char sqs_cluster[65];    /* 1-64 of [A-Za-z0-9_-], default chatfanout */
+  char sqs_region[64];     /* [a-z0-9-]; "": the AWS_* lookup */
+  char sqs_profile[128];   /* printable, no space; "": AWS_PROFILE */
+  char sqs_endpoint[256];  /* http(s)://host[:port][/path], for SQS and
+                              SNS both; "": AWS_ENDPOINT_URL_* lookup */
+  unsigned sqs_pollers;    /* concurrent long polls, 1-16, default 2 */
+  unsigned sqs_wait;       /* long-poll seconds, 1-20, default 20 */
+  double sqs_linger;       /* seconds, (0, 1], default 0.005 */
+  size_t sqs_buffer;       /* bytes, 256 KiB to 1 GiB, default 8 MiB */
+  double sqs_reorder;      /* seconds, (0, 60], default 0.5 */
+  double sqs_peer_refresh; /* seconds, (0, 3600], default 10 */
+  double sqs_heartbeat;    /* seconds, (0, 86400], default 60 */
+  double sqs_stale_after;  /* seconds, more than sqs_heartbeat, def. 600 */
+  unsigned sqs_retention;  /* seconds, 60-1209600, default 300 */
 } cfd_config;
 
 /* Result of cfd_config_parse. */
@@ -51,7 +69,11 @@ enum {
  * variable entirely (even a bad value; flags replace the env origin
  * list); an empty variable counts as unset; other CHATFANOUT_* names
  * are ignored. argv is checked for syntax and --help/--version first,
- * so help works whatever the environment holds.
+ * so help works whatever the environment holds. --sqs-fifo takes no
+ * value (--sqs-fifo=BOOL and its variable take 1/0, true/false, yes/no,
+ * on/off). With --queue sqs the SQS options are also checked together
+ * (FIFO needs the sns topology; --sqs-stale-after must exceed
+ * --sqs-heartbeat).
  * cfg is overwritten, not freed: call cfd_config_free() after every
  * call, whatever it returned. err (errlen bytes, may be NULL) gets a
  * one-line message naming the option (flag or variable) and the value.

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include <chatfanout/cf_queue_sqs.h>
 #include <chatfanout/cf_version.h>
 
 #include "cfd_config.h"
@@ -93,6 +94,22 @@ static void test_defaults(void **state) {
   assert_true(cfg.shutdown_timeout == 5);
   assert_int_equal(cfg.log_level, CFD_LOG_INFO);
   assert_int_equal(cfg.log_format, CFD_LOG_TEXT);
+  assert_true(cfg.instance_id == 0);
+  assert_int_equal(cfg.sqs_topology, CF_SQS_SNS);
+  assert_int_equal(cfg.sqs_fifo, 0);
+  assert_string_equal(cfg.sqs_cluster, "chatfanout");
+  assert_string_equal(cfg.sqs_region, "");
+  assert_string_equal(cfg.sqs_profile, "");
+  assert_string_equal(cfg.sqs_endpoint, "");
+  assert_int_equal(cfg.sqs_pollers, 2);
+  assert_int_equal(cfg.sqs_wait, 20);
+  assert_true(cfg.sqs_linger > 0.00499 && cfg.sqs_linger < 0.00501);
+  assert_int_equal(cfg.sqs_buffer, 8 * 1024 * 1024);
+  assert_true(cfg.sqs_reorder == 0.5);
+  assert_true(cfg.sqs_peer_refresh == 10);
+  assert_true(cfg.sqs_heartbeat == 60);
+  assert_true(cfg.sqs_stale_after == 600);
+  assert_int_equal(cfg.sqs_retention, 300);
   cfd_config_free(&cfg);
   /* argc 0, as exec may give, is no crash. */
   assert_int_equal(cfd_config_parse(&cfg, 0, NULL, NULL, NULL, NULL, 0),
@@ -188,6 +205,9 @@ static void test_numbers_durations(void **state) {
 static void test_queue_log(void **state) {
   cfd_config cfg;
   (void)state;
+  ok(&cfg, ARGS("--queue", "sqs"), NULL);
+  assert_string_equal(cfg.queue, "sqs");
+  cfd_config_free(&cfg);
   ok(&cfg, ARGS("--queue", "local", "--log-level", "debug",
                 "--log-format=json"),
      NULL);
@@ -201,6 +221,209 @@ static void test_queue_log(void **state) {
   cfd_config_free(&cfg);
   ok(&cfg, ARGS("--log-level", "error"), NULL);
   assert_int_equal(cfg.log_level, CFD_LOG_ERROR);
+  cfd_config_free(&cfg);
+}
+
+static void test_sqs_flags(void **state) {
+  cfd_config cfg;
+  char url[300], name[80];
+  (void)state;
+  ok(&cfg,
+     ARGS("--queue", "sqs", "--instance-id", "00000000000000A1",
+          "--sqs-topology=queues", "--sqs-cluster", "chat-prod_2",
+          "--sqs-region=eu-west-3", "--sqs-profile", "ops.team",
+          "--sqs-endpoint", "http://127.0.0.1:4566", "--sqs-pollers=16",
+          "--sqs-wait", "1", "--sqs-linger=20ms", "--sqs-buffer", "256KiB",
+          "--sqs-reorder-window", "1.5s", "--sqs-peer-refresh=2",
+          "--sqs-heartbeat", "5s", "--sqs-stale-after=6s",
+          "--sqs-retention", "1209600"),
+     NULL);
+  assert_string_equal(cfg.queue, "sqs");
+  assert_true(cfg.instance_id == 0xa1);
+  assert_int_equal(cfg.sqs_topology, CF_SQS_QUEUES);
+  assert_int_equal(cfg.sqs_fifo, 0);
+  assert_string_equal(cfg.sqs_cluster, "chat-prod_2");
+  assert_string_equal(cfg.sqs_region, "eu-west-3");
+  assert_string_equal(cfg.sqs_profile, "ops.team");
+  assert_string_equal(cfg.sqs_endpoint, "http://127.0.0.1:4566");
+  assert_int_equal(cfg.sqs_pollers, 16);
+  assert_int_equal(cfg.sqs_wait, 1);
+  assert_true(cfg.sqs_linger > 0.0199 && cfg.sqs_linger < 0.0201);
+  assert_int_equal(cfg.sqs_buffer, 256 * 1024);
+  assert_true(cfg.sqs_reorder == 1.5);
+  assert_true(cfg.sqs_peer_refresh == 2);
+  assert_true(cfg.sqs_heartbeat == 5);
+  assert_true(cfg.sqs_stale_after == 6);
+  assert_int_equal(cfg.sqs_retention, 1209600);
+  cfd_config_free(&cfg);
+  /* Extremes of the id and a switch given alone, then turned off. */
+  ok(&cfg, ARGS("--instance-id=ffffffffffffffff", "--sqs-fifo",
+                "--sqs-topology", "sns", "--queue=sqs",
+                "--sqs-endpoint=https://sqs.example:8443/base",
+                "--sqs-wait=20", "--sqs-pollers", "1", "--sqs-linger=1s",
+                "--sqs-buffer=1024MiB", "--sqs-retention=60"),
+     NULL);
+  assert_true(cfg.instance_id == UINT64_MAX);
+  assert_int_equal(cfg.sqs_fifo, 1);
+  assert_int_equal(cfg.sqs_topology, CF_SQS_SNS);
+  assert_string_equal(cfg.sqs_endpoint, "https://sqs.example:8443/base");
+  assert_int_equal(cfg.sqs_wait, 20);
+  assert_int_equal(cfg.sqs_pollers, 1);
+  assert_true(cfg.sqs_linger == 1);
+  assert_int_equal(cfg.sqs_buffer, (size_t)1 << 30);
+  assert_int_equal(cfg.sqs_retention, 60);
+  cfd_config_free(&cfg);
+  /* The longest endpoint and cluster name that fit. */
+  snprintf(url, sizeof url, "http://%0248d", 0);
+  memset(name, 'Z', 64);
+  name[64] = '\0';
+  ok(&cfg, ARGS("--sqs-endpoint", url, "--sqs-cluster", name), NULL);
+  assert_int_equal(strlen(cfg.sqs_endpoint), 255);
+  assert_string_equal(cfg.sqs_cluster, name);
+  cfd_config_free(&cfg);
+  ok(&cfg, ARGS("--sqs-fifo", "--sqs-fifo=off", "--instance-id", "1"),
+     NULL);
+  assert_int_equal(cfg.sqs_fifo, 0);
+  assert_true(cfg.instance_id == 1);
+  cfd_config_free(&cfg);
+}
+
+static void test_sqs_env(void **state) {
+  static const struct {
+    const char *v;
+    int want;
+  } bools[] = {{"1", 1}, {"true", 1}, {"yes", 1}, {"on", 1},
+               {"0", 0}, {"false", 0}, {"no", 0}, {"off", 0}};
+  char var[64];
+  cfd_config cfg;
+  size_t i;
+  (void)state;
+  ok(&cfg, NULL,
+     ARGS("CHATFANOUT_QUEUE=sqs", "CHATFANOUT_INSTANCE_ID=beef",
+          "CHATFANOUT_SQS_TOPOLOGY=sns", "CHATFANOUT_SQS_FIFO=true",
+          "CHATFANOUT_SQS_CLUSTER=c1", "CHATFANOUT_SQS_REGION=us-west-2",
+          "CHATFANOUT_SQS_PROFILE=p", "CHATFANOUT_SQS_ENDPOINT=http://h",
+          "CHATFANOUT_SQS_POLLERS=3", "CHATFANOUT_SQS_WAIT=2",
+          "CHATFANOUT_SQS_LINGER=10ms", "CHATFANOUT_SQS_BUFFER=1MiB",
+          "CHATFANOUT_SQS_REORDER_WINDOW=100ms",
+          "CHATFANOUT_SQS_PEER_REFRESH=1s", "CHATFANOUT_SQS_HEARTBEAT=30",
+          "CHATFANOUT_SQS_STALE_AFTER=90", "CHATFANOUT_SQS_RETENTION=120"));
+  assert_string_equal(cfg.queue, "sqs");
+  assert_true(cfg.instance_id == 0xbeef);
+  assert_int_equal(cfg.sqs_fifo, 1);
+  assert_string_equal(cfg.sqs_cluster, "c1");
+  assert_string_equal(cfg.sqs_region, "us-west-2");
+  assert_string_equal(cfg.sqs_profile, "p");
+  assert_string_equal(cfg.sqs_endpoint, "http://h");
+  assert_int_equal(cfg.sqs_pollers, 3);
+  assert_int_equal(cfg.sqs_wait, 2);
+  assert_true(cfg.sqs_linger > 0.0099 && cfg.sqs_linger < 0.0101);
+  assert_int_equal(cfg.sqs_buffer, 1 << 20);
+  assert_true(cfg.sqs_reorder > 0.0999 && cfg.sqs_reorder < 0.1001);
+  assert_true(cfg.sqs_peer_refresh == 1);
+  assert_true(cfg.sqs_heartbeat == 30);
+  assert_true(cfg.sqs_stale_after == 90);
+  assert_int_equal(cfg.sqs_retention, 120);
+  cfd_config_free(&cfg);
+  for (i = 0; i < sizeof bools / sizeof bools[0]; i++) {
+    snprintf(var, sizeof var, "CHATFANOUT_SQS_FIFO=%s", bools[i].v);
+    ok(&cfg, NULL, ARGS(var));
+    assert_int_equal(cfg.sqs_fifo, bools[i].want);
+    cfd_config_free(&cfg);
+  }
+  /* The flag wins over the variable, both ways. */
+  ok(&cfg, ARGS("--sqs-fifo"), ARGS("CHATFANOUT_SQS_FIFO=0"));
+  assert_int_equal(cfg.sqs_fifo, 1);
+  cfd_config_free(&cfg);
+  ok(&cfg, ARGS("--sqs-fifo=no"), ARGS("CHATFANOUT_SQS_FIFO=1"));
+  assert_int_equal(cfg.sqs_fifo, 0);
+  cfd_config_free(&cfg);
+  ok(&cfg, ARGS("--sqs-cluster", "flag"),
+     ARGS("CHATFANOUT_SQS_CLUSTER=bad name!"));
+  assert_string_equal(cfg.sqs_cluster, "flag");
+  cfd_config_free(&cfg);
+}
+
+static void test_sqs_errors(void **state) {
+  char long_name[80], long_url[300];
+  (void)state;
+  memset(long_name, 'a', 65);
+  long_name[65] = '\0';
+  snprintf(long_url, sizeof long_url, "http://%0250d", 0);
+  bad_flag("--instance-id", "0", "--instance-id: invalid instance id '0'");
+  bad_flag("--instance-id", "0000", "1-16 hex digits, not 0");
+  bad_flag("--instance-id", "", "--instance-id: invalid instance id");
+  bad_flag("--instance-id", "10000000000000000", "invalid instance id");
+  bad_flag("--instance-id", "0x12", "invalid instance id");
+  bad_flag("--instance-id", "12g", "invalid instance id");
+  bad_flag("--instance-id", "-1", "invalid instance id");
+  bad_flag("--sqs-topology", "fanout",
+           "--sqs-topology: unknown topology 'fanout' (sns, queues)");
+  bad_flag("--sqs-topology", "SNS", "unknown topology");
+  /* A switch takes no separate value: the next word is an argument. */
+  bad(ARGS("--sqs-fifo=maybe"), NULL, "--sqs-fifo: invalid value 'maybe'");
+  bad(ARGS("--sqs-fifo="), NULL, "--sqs-fifo: invalid value");
+  bad(ARGS("--sqs-fifo", "true"), NULL, "unexpected argument 'true'");
+  bad_flag("--sqs-cluster", "", "--sqs-cluster: invalid value");
+  bad_flag("--sqs-cluster", "a.b", "1-64 of A-Z a-z 0-9 _ -");
+  bad_flag("--sqs-cluster", "a b", "--sqs-cluster: invalid value");
+  bad_flag("--sqs-cluster", long_name, "--sqs-cluster: invalid value");
+  bad_flag("--sqs-region", "US-EAST-1", "--sqs-region: invalid value");
+  bad_flag("--sqs-region", "us_east_1", "--sqs-region: invalid value");
+  bad_flag("--sqs-profile", "a b", "--sqs-profile: invalid value");
+  bad_flag("--sqs-profile", "[x]", "--sqs-profile: invalid value");
+  bad_flag("--sqs-endpoint", "127.0.0.1:4566",
+           "--sqs-endpoint: invalid value '127.0.0.1:4566'");
+  bad_flag("--sqs-endpoint", "http://", "--sqs-endpoint: invalid value");
+  bad_flag("--sqs-endpoint", "http:///x", "--sqs-endpoint: invalid");
+  bad_flag("--sqs-endpoint", "ftp://h", "--sqs-endpoint: invalid value");
+  bad_flag("--sqs-endpoint", "http://h x", "--sqs-endpoint: invalid");
+  /* (bad_flag's --flag=value copy would truncate this one) */
+  bad(ARGS("--sqs-endpoint", long_url), NULL, "--sqs-endpoint: invalid");
+  bad_flag("--sqs-pollers", "0", "--sqs-pollers: '0' out of range (1 to 16)");
+  bad_flag("--sqs-pollers", "17", "out of range (1 to 16)");
+  bad_flag("--sqs-wait", "0", "--sqs-wait: '0' out of range (1 to 20)");
+  bad_flag("--sqs-wait", "21", "--sqs-wait: '21' out of range");
+  bad_flag("--sqs-wait", "1s", "--sqs-wait: invalid number");
+  bad_flag("--sqs-linger", "0", "--sqs-linger: must be more than 0");
+  bad_flag("--sqs-linger", "1001ms", "--sqs-linger: '1001ms' out of range");
+  bad_flag("--sqs-buffer", "255KiB", "--sqs-buffer: '255KiB' out of range");
+  bad_flag("--sqs-buffer", "1025MiB", "out of range (256KiB to 1024MiB)");
+  bad_flag("--sqs-reorder-window", "61", "--sqs-reorder-window: '61' out");
+  bad_flag("--sqs-reorder-window", "0", "must be more than 0");
+  bad_flag("--sqs-peer-refresh", "0ms", "must be more than 0");
+  bad_flag("--sqs-heartbeat", "86401", "--sqs-heartbeat: '86401' out");
+  bad_flag("--sqs-stale-after", "0", "--sqs-stale-after: must be more");
+  bad_flag("--sqs-retention", "59", "--sqs-retention: '59' out of range");
+  bad_flag("--sqs-retention", "1209601", "out of range (60 to 1209600)");
+  bad(NULL, ARGS("CHATFANOUT_SQS_FIFO=2"), "CHATFANOUT_SQS_FIFO: invalid");
+  bad(NULL, ARGS("CHATFANOUT_INSTANCE_ID=xyz"),
+      "CHATFANOUT_INSTANCE_ID: invalid instance id 'xyz'");
+  bad(NULL, ARGS("CHATFANOUT_SQS_ENDPOINT=localhost"),
+      "CHATFANOUT_SQS_ENDPOINT: invalid value");
+}
+
+static void test_sqs_combinations(void **state) {
+  cfd_config cfg;
+  (void)state;
+  bad(ARGS("--queue", "sqs", "--sqs-topology", "queues", "--sqs-fifo"),
+      NULL, "--sqs-fifo: FIFO needs --sqs-topology sns");
+  bad(ARGS("--queue", "sqs", "--sqs-topology", "queues"),
+      ARGS("CHATFANOUT_SQS_FIFO=1"), "FIFO needs --sqs-topology sns");
+  bad(ARGS("--queue", "sqs", "--sqs-heartbeat", "60",
+           "--sqs-stale-after", "60"),
+      NULL, "--sqs-stale-after (60s) must be more than --sqs-heartbeat");
+  bad(ARGS("--queue", "sqs", "--sqs-heartbeat", "601"), NULL,
+      "--sqs-stale-after (600s) must be more than --sqs-heartbeat (601s)");
+  /* With the local queue the SQS options are inert, so leftovers in the
+   * environment do not stop a single instance. */
+  ok(&cfg, ARGS("--sqs-topology", "queues", "--sqs-fifo"),
+     ARGS("CHATFANOUT_SQS_HEARTBEAT=900"));
+  assert_string_equal(cfg.queue, "local");
+  cfd_config_free(&cfg);
+  ok(&cfg, ARGS("--queue", "sqs", "--sqs-fifo", "--sqs-topology", "sns",
+                "--sqs-heartbeat", "1", "--sqs-stale-after", "1.5"),
+     NULL);
   cfd_config_free(&cfg);
 }
 
@@ -367,6 +590,23 @@ static void test_help_version(void **state) {
       "--shutdown-timeout DUR", "CHATFANOUT_SHUTDOWN_TIMEOUT", "5s",
       "--log-level LEVEL", "CHATFANOUT_LOG_LEVEL",
       "--log-format FMT", "CHATFANOUT_LOG_FORMAT",
+      "--instance-id HEX", "CHATFANOUT_INSTANCE_ID", "random",
+      "--sqs-topology NAME", "CHATFANOUT_SQS_TOPOLOGY",
+      "--sqs-fifo\n", "CHATFANOUT_SQS_FIFO", "default off",
+      "--sqs-cluster NAME", "CHATFANOUT_SQS_CLUSTER", "chatfanout",
+      "--sqs-region REGION", "CHATFANOUT_SQS_REGION",
+      "--sqs-profile NAME", "CHATFANOUT_SQS_PROFILE",
+      "--sqs-endpoint URL", "CHATFANOUT_SQS_ENDPOINT",
+      "--sqs-pollers N", "CHATFANOUT_SQS_POLLERS",
+      "--sqs-wait SECONDS", "CHATFANOUT_SQS_WAIT", "default 20\n",
+      "--sqs-linger DUR", "CHATFANOUT_SQS_LINGER", "5ms",
+      "--sqs-buffer SIZE", "CHATFANOUT_SQS_BUFFER", "8MiB",
+      "--sqs-reorder-window DUR", "CHATFANOUT_SQS_REORDER_WINDOW", "500ms",
+      "--sqs-peer-refresh DUR", "CHATFANOUT_SQS_PEER_REFRESH",
+      "--sqs-heartbeat DUR", "CHATFANOUT_SQS_HEARTBEAT", "60s",
+      "--sqs-stale-after DUR", "CHATFANOUT_SQS_STALE_AFTER", "600s",
+      "--sqs-retention SECONDS", "CHATFANOUT_SQS_RETENTION", "default 300",
+      "local", "sqs",
       "--help", "--version",
   };
   char *text, *line, *save = NULL;
@@ -452,8 +692,10 @@ static void test_value_errors(void **state) {
     bad_flag("--max-connections", counts[i], "--max-connections: ");
   bad_flag("--max-connections", "0", "out of range");
   bad_flag("--history", "100001", "--history: '100001' out of range");
-  bad_flag("--queue", "sqs", "--queue: unknown queue 'sqs' (valid: local)");
-  bad_flag("--queue", "", "valid: local");
+  bad_flag("--queue", "redis",
+           "--queue: unknown queue 'redis' (valid: local, sqs)");
+  bad_flag("--queue", "", "valid: local, sqs");
+  bad_flag("--queue", "SQS", "unknown queue 'SQS'");
   bad_flag("--allowed-origin", "", "--allowed-origin: invalid origin");
   bad_flag("--allowed-origin", "https://a/", "invalid origin 'https://a/'");
   bad_flag("--allowed-origin", "null", "invalid origin");
@@ -468,7 +710,7 @@ static void test_value_errors(void **state) {
 static void test_env_errors(void **state) {
   (void)state;
   bad(NULL, ARGS("CHATFANOUT_LISTEN=nope"), "CHATFANOUT_LISTEN: invalid");
-  bad(NULL, ARGS("CHATFANOUT_QUEUE=sqs"), "CHATFANOUT_QUEUE: unknown queue");
+  bad(NULL, ARGS("CHATFANOUT_QUEUE=kafka"), "CHATFANOUT_QUEUE: unknown queue");
   bad(NULL, ARGS("CHATFANOUT_MAX_MESSAGE_SIZE=32MiB"),
       "CHATFANOUT_MAX_MESSAGE_SIZE: '32MiB' out of range");
   bad(NULL, ARGS("CHATFANOUT_ALLOWED_ORIGIN=http://a,,http://b"),
@@ -506,6 +748,10 @@ int main(void) {
       cmocka_unit_test(test_sizes),
       cmocka_unit_test(test_numbers_durations),
       cmocka_unit_test(test_queue_log),
+      cmocka_unit_test(test_sqs_flags),
+      cmocka_unit_test(test_sqs_env),
+      cmocka_unit_test(test_sqs_errors),
+      cmocka_unit_test(test_sqs_combinations),
       cmocka_unit_test(test_origins),
       cmocka_unit_test(test_too_many_origins),
       cmocka_unit_test(test_env),
