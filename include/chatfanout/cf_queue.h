@@ -156,7 +156,8 @@ CF_API int cf_queue_state_get(const cf_queue *q);
 
 /*
  * Copies q's counters into st; size is sizeof(cf_queue_stats) as the
- * caller knows it (newer libraries fill only that much).
+ * caller knows it (newer libraries fill only that much). Fields the
+ * backend does not keep read 0. Does nothing when q or st is NULL.
  */
 CF_API void cf_queue_get_stats(const cf_queue *q, cf_queue_stats *st,
                                size_t size);
@@ -214,6 +215,7 @@ CF_API size_t cf_queue_bus_dispatch(cf_queue_bus *bus);
  * Creates a local queue on bus. loop (copied) may be NULL, see above.
  * max_pending bounds the bytes waiting for delivery to this queue
  * (0 means 16 MiB); over it publish returns CF_ERR_QUEUE_FULL.
+ * cf_queue_get_stats() reports those bytes as buffered_bytes.
  * Returns CF_OK, CF_ERR_INVALID, CF_ERR_VERSION, CF_ERR_NOMEM.
  */
 CF_API int cf_queue_local_new(cf_queue **out, cf_queue_bus *bus,

@@ -5,6 +5,7 @@
 #include "cf_queue_int.h"
 
 #include <stdint.h>
+#include <string.h>
 
 #include "cf_envelope.h"
 #include "cf_mem.h"
@@ -16,6 +17,10 @@ struct cf_queue {
   cf_queue_callbacks cbs; /* all NULL until cf_queue_set_callbacks() */
   void *user_data;        /* given with cbs */
   int state;              /* last reported cf_queue_state */
+  /* Counters for cf_queue_get_stats(), as cf_queue_stats says. */
+  uint64_t published;
+  uint64_t publish_errors;
+  uint64_t received;
   unsigned depth;         /* holds: wrapper calls and backend batches */
   unsigned started : 1;   /* start succeeded, STOPPED not reported since */
   unsigned freeing : 1;   /* cf_queue_free() came during a hold */
@@ -141,12 +146,26 @@ int cf_queue_start(cf_queue *q) {
   return rv;
 }
 
-int cf_queue_publish(cf_queue *q, const cf_envelope *env) {
-  if (q == NULL || cf__envelope_check(env) != CF_OK)
+static int queue_publish(cf_queue *q, const cf_envelope *env) {
+  if (cf__envelope_check(env) != CF_OK)
     return CF_ERR_INVALID;
   if (q->freeing)
     return CF_ERR_CLOSED;
   return q->ops.publish(q->impl, env);
+}
+
+int cf_queue_publish(cf_queue *q, const cf_envelope *env) {
+  int rv;
+
+  if (q == NULL)
+    return CF_ERR_INVALID;
+  /* Every refusal counts, ours too: the caller lost that envelope. */
+  rv = queue_publish(q, env);
+  if (rv == CF_OK)
+    q->published++;
+  else
+    q->publish_errors++;
+  return rv;
 }
 
 int cf_queue_flush(cf_queue *q, double timeout) {
@@ -167,6 +186,25 @@ int cf_queue_state_get(const cf_queue *q) {
   return q != NULL ? q->state : CF_QUEUE_STOPPED;
 }
 
+void cf_queue_get_stats(const cf_queue *q, cf_queue_stats *st,
+                        size_t size) {
+  cf_queue_stats s;
+
+  if (q == NULL || st == NULL)
+    return;
+  /* Zeroed: a backend without stats (or with fewer) reports zeros, and
+   * a caller knowing a bigger struct gets zeros past ours. */
+  memset(&s, 0, sizeof(s));
+  memset(st, 0, size);
+  if (q->ops.stats != NULL)
+    q->ops.stats(q->impl, &s);
+  /* Set after the backend's call so that it cannot overwrite them. */
+  s.published = q->published;
+  s.publish_errors = q->publish_errors;
+  s.received = q->received;
+  memcpy(st, &s, size < sizeof(s) ? size : sizeof(s));
+}
+
 const char *cf_queue_name(const cf_queue *q) {
   return q != NULL ? q->ops.name : "";
 }
@@ -183,6 +221,7 @@ const char *cf_queue_errmsg(const cf_queue *q) {
 void cf_queue_report_message(cf_queue *q, const cf_envelope *env) {
   if (q == NULL || env == NULL || q->freeing || !q->cbs.on_message)
     return;
+  q->received++;
   cf__queue_enter(q);
   q->cbs.on_message(q, env, q->user_data);
   cf__queue_leave(q);

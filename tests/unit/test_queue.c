@@ -25,6 +25,7 @@ typedef struct fake {
   double last_timeout;
   cf_envelope last_env;
   const char *err;      /* what errmsg returns */
+  int stats_calls;
 } fake;
 
 static int fake_start(void *impl) {
@@ -58,6 +59,24 @@ static const char *fake_errmsg(void *impl) {
   return ((fake *)impl)->err;
 }
 
+/* Fills its own fields, and tries to overwrite the wrapper's. */
+static void fake_stats(void *impl, cf_queue_stats *st) {
+  fake *f = impl;
+
+  f->stats_calls++;
+  /* Called on a zeroed struct. */
+  assert_int_equal(st->requests, 0);
+  assert_int_equal(st->dropped, 0);
+  st->published = 999;
+  st->publish_errors = 999;
+  st->received = 999;
+  st->requests = 10;
+  st->request_errors = 11;
+  st->retries = 12;
+  st->buffered_bytes = 13;
+  st->dropped = 14;
+}
+
 static const cf_queue_ops fake_ops = {
     .version = CF_QUEUE_OPS_VERSION,
     .name = "fake",
@@ -66,6 +85,7 @@ static const cf_queue_ops fake_ops = {
     .flush = fake_flush,
     .destroy = fake_destroy,
     .errmsg = fake_errmsg,
+    .stats = fake_stats,
 };
 
 /* --- what the callbacks saw --------------------------------------------- */
@@ -363,6 +383,99 @@ static void test_report_message(void **state) {
   assert_int_equal(X.s.messages, 1);
 }
 
+static cf_queue_stats qstats(cf_queue *q) {
+  cf_queue_stats st;
+
+  memset(&st, 0xab, sizeof(st));
+  cf_queue_get_stats(q, &st, sizeof(st));
+  return st;
+}
+
+static void test_stats(void **state) {
+  static const cf_queue_callbacks none = {CF_QUEUE_CALLBACKS_VERSION,
+                                          NULL, NULL};
+  cf_envelope e = env_ok(), bad = env_ok();
+  cf_queue_stats st;
+
+  (void)state;
+  st = qstats(X.q);
+  assert_int_equal(st.published, 0);
+  assert_int_equal(st.publish_errors, 0);
+  assert_int_equal(st.received, 0);
+  assert_int_equal(X.f.stats_calls, 1);
+
+  assert_int_equal(cf_queue_publish(X.q, &e), CF_OK);
+  assert_int_equal(cf_queue_publish(X.q, &e), CF_OK);
+  X.f.publish_rv = CF_ERR_QUEUE_FULL;
+  assert_int_equal(cf_queue_publish(X.q, &e), CF_ERR_QUEUE_FULL);
+  X.f.publish_rv = CF_ERR_TOO_BIG;
+  assert_int_equal(cf_queue_publish(X.q, &e), CF_ERR_TOO_BIG);
+  /* Refused by the wrapper: lost all the same. */
+  bad.seq = 0;
+  assert_int_equal(cf_queue_publish(X.q, &bad), CF_ERR_INVALID);
+  assert_int_equal(cf_queue_publish(NULL, &e), CF_ERR_INVALID);
+  cf_queue_report_message(X.q, &e);
+  cf_queue_report_message(X.q, &e);
+  cf_queue_report_message(X.q, NULL);
+
+  st = qstats(X.q);
+  assert_int_equal(st.published, 2);
+  assert_int_equal(st.publish_errors, 3);
+  assert_int_equal(st.received, 2);
+  /* The backend's fields are its own; ours it cannot overwrite. */
+  assert_int_equal(st.requests, 10);
+  assert_int_equal(st.request_errors, 11);
+  assert_int_equal(st.retries, 12);
+  assert_int_equal(st.buffered_bytes, 13);
+  assert_int_equal(st.dropped, 14);
+
+  /* Not attached to a receiver: nothing reported, nothing counted. */
+  assert_int_equal(cf_queue_set_callbacks(X.q, &none, NULL), CF_OK);
+  cf_queue_report_message(X.q, &e);
+  assert_int_equal(qstats(X.q).received, 2);
+}
+
+static void test_stats_size(void **state) {
+  uint8_t buf[sizeof(cf_queue_stats) + 8];
+  cf_queue_stats st;
+  cf_envelope e = env_ok();
+  cf_queue_ops ops = fake_ops;
+  cf_queue *q;
+  fake f;
+
+  (void)state;
+  assert_int_equal(cf_queue_publish(X.q, &e), CF_OK);
+  /* An older caller knowing only the first field gets only that. */
+  memset(&st, 0xab, sizeof(st));
+  cf_queue_get_stats(X.q, &st, sizeof(uint64_t));
+  assert_int_equal(st.published, 1);
+  assert_int_equal(st.publish_errors, 0xababababababababu);
+  /* A newer one gets zeros past what this library knows. */
+  memset(buf, 0xab, sizeof(buf));
+  cf_queue_get_stats(X.q, (cf_queue_stats *)(void *)buf, sizeof(buf));
+  memcpy(&st, buf, sizeof(st));
+  assert_int_equal(st.published, 1);
+  assert_int_equal(st.dropped, 14);
+  assert_int_equal(buf[sizeof(st)], 0);
+  assert_int_equal(buf[sizeof(buf) - 1], 0);
+  cf_queue_get_stats(X.q, NULL, sizeof(st));
+  cf_queue_get_stats(NULL, &st, sizeof(st));
+  assert_int_equal(st.published, 1);
+  cf_queue_get_stats(X.q, &st, 0);
+
+  /* ops.stats is optional: backend fields read 0. */
+  memset(&f, 0, sizeof(f));
+  ops.stats = NULL;
+  assert_int_equal(cf_queue_new(&q, &ops, &f, &X.tm.mem), CF_OK);
+  assert_int_equal(cf_queue_publish(q, &e), CF_OK);
+  st = qstats(q);
+  assert_int_equal(st.published, 1);
+  assert_int_equal(st.requests, 0);
+  assert_int_equal(st.buffered_bytes, 0);
+  assert_int_equal(st.dropped, 0);
+  cf_queue_free(q);
+}
+
 static void test_free_from_message_cb(void **state) {
   cf_envelope e = env_ok();
 
@@ -445,6 +558,8 @@ int main(void) {
       T(test_state_names),
       T(test_errmsg),
       T(test_report_message),
+      T(test_stats),
+      T(test_stats_size),
       T(test_free_from_message_cb),
       T(test_free_from_state_cb_in_start),
       T(test_free_from_state_cb_in_flush),

@@ -618,6 +618,62 @@ static void test_bound_default(void **state) {
   cf_queue_free(b.q);
 }
 
+static cf_queue_stats qstats(cf_queue *q) {
+  cf_queue_stats st;
+
+  memset(&st, 0xab, sizeof(st));
+  cf_queue_get_stats(q, &st, sizeof(st));
+  return st;
+}
+
+/* buffered_bytes is what waits for delivery to the queue: its bound. */
+static void test_stats(void **state) {
+  char big[1001];
+  cf_queue_stats st;
+  uint64_t one;
+  rx a, b;
+
+  (void)state;
+  memset(big, 'x', sizeof(big) - 1);
+  big[sizeof(big) - 1] = '\0';
+  mk(&a, 1, 0);
+  mk(&b, 1, 1000);
+  assert_int_equal(pub(a.q, 1, "x"), CF_OK);
+  one = qstats(b.q).buffered_bytes;
+  assert_true(one > 1 + 4);
+  assert_int_equal(pub(a.q, 1, "xyz"), CF_OK);
+  assert_int_equal(qstats(b.q).buffered_bytes, 2 * one + 2);
+  assert_int_equal(pub(a.q, 1, big), CF_ERR_QUEUE_FULL);
+
+  st = qstats(a.q);
+  assert_int_equal(st.published, 2);
+  assert_int_equal(st.publish_errors, 1);
+  assert_int_equal(st.received, 0);
+  assert_int_equal(st.buffered_bytes, 0); /* own records are not for a */
+  assert_int_equal(st.requests, 0);
+  assert_int_equal(st.request_errors, 0);
+  assert_int_equal(st.retries, 0);
+  assert_int_equal(st.dropped, 0);
+
+  fake_loop_advance(&fl, 0);
+  assert_int_equal(b.n, 2);
+  st = qstats(b.q);
+  assert_int_equal(st.received, 2);
+  assert_int_equal(st.buffered_bytes, 0);
+  assert_int_equal(st.published, 0);
+
+  /* Records outlive their publisher; flush delivers them. */
+  assert_int_equal(pub(a.q, 1, "late"), CF_OK);
+  assert_int_equal(qstats(b.q).buffered_bytes, one + 3);
+  cf_queue_free(a.q);
+  assert_int_equal(qstats(b.q).buffered_bytes, one + 3);
+  assert_int_equal(cf_queue_flush(b.q, 0), CF_OK);
+  st = qstats(b.q);
+  assert_int_equal(st.received, 3);
+  assert_int_equal(st.buffered_bytes, 0);
+  cf_queue_free(b.q);
+}
+
 /* One allocation per publish, however many receive it. */
 static void test_one_record_per_publish(void **state) {
   rx q[6];
@@ -751,6 +807,7 @@ int main(void) {
       T(test_flush_delivers_pending),
       T(test_bound_queue_full),
       T(test_bound_default),
+      T(test_stats),
       T(test_one_record_per_publish),
       T(test_free_with_pending),
       T(test_alloc_failure_sweep),

@@ -291,6 +291,14 @@ static void lq_destroy(void *impl) {
   cf__free(&mem, l);
 }
 
+/* Nothing goes over a network; what waits is what others published for
+ * this queue and it has not yet delivered. */
+static void lq_stats(void *impl, cf_queue_stats *st) {
+  const lq *l = impl;
+
+  st->buffered_bytes = l->pending;
+}
+
 static const cf_queue_ops local_ops = {
   .version = CF_QUEUE_OPS_VERSION,
   .name = "local",
@@ -299,6 +307,7 @@ static const cf_queue_ops local_ops = {
   .flush = lq_flush,
   .destroy = lq_destroy,
   .errmsg = NULL, /* nothing can fail beyond the return codes */
+  .stats = lq_stats,
 };
 
 /* --- public --------------------------------------------------------------- */
