@@ -12,6 +12,18 @@ static const double bucket_le[CFD_METRICS_BUCKETS] = {
 
 void cfd_metrics_init(cfd_metrics *m) { memset(m, 0, sizeof(*m)); }
 
+void cfd_metrics_collect(cfd_metrics_ext *ext, const cf_hub *hub,
+                         const cf_queue *q) {
+  memset(ext, 0, sizeof(*ext));
+  cf_hub_get_stats(hub, &ext->hub, sizeof(ext->hub));
+  ext->queue_state = CF_QUEUE_STOPPED;
+  if (q == NULL)
+    return;
+  cf_queue_get_stats(q, &ext->queue, sizeof(ext->queue));
+  ext->queue_state = cf_queue_state_get(q);
+  ext->queue_up = ext->queue_state == CF_QUEUE_UP;
+}
+
 /*
  * Adds one to code's entry, keeping the table sorted. Label values come
  * partly from peers (close codes echoed), so the table is bounded and
@@ -169,6 +181,28 @@ static void render_hub(outbuf *o, const cfd_metrics_ext *e) {
          e->queue_up ? 1u : 0u);
 }
 
+/* The backend's own view: network requests and its outage buffer. */
+static void render_queue(outbuf *o, const cfd_metrics_ext *e) {
+  scalar(o, "queue_state", "gauge",
+         "Queue backend state: 0 stopped, 1 starting, 2 up, 3 degraded, "
+         "4 down.",
+         e->queue_state < 0 ? 0u : (uint64_t)e->queue_state);
+  scalar(o, "queue_requests_total", "counter",
+         "Network requests the queue backend sent.", e->queue.requests);
+  scalar(o, "queue_request_errors_total", "counter",
+         "Queue backend requests that failed, retried or not.",
+         e->queue.request_errors);
+  scalar(o, "queue_retries_total", "counter",
+         "Queue backend requests sent again after a failure.",
+         e->queue.retries);
+  scalar(o, "queue_buffered_bytes", "gauge",
+         "Bytes the queue backend accepted and has not sent yet.",
+         e->queue.buffered_bytes);
+  scalar(o, "queue_dropped_total", "counter",
+         "Messages the queue backend accepted, then gave up on.",
+         e->queue.dropped);
+}
+
 char *cfd_metrics_render(const cfd_metrics *m, const cfd_metrics_ext *ext,
                          size_t *len) {
   outbuf o = {NULL, 0, 4096, 0};
@@ -177,6 +211,7 @@ char *cfd_metrics_render(const cfd_metrics *m, const cfd_metrics_ext *ext,
     return NULL;
   render_daemon(&o, m);
   render_hub(&o, ext);
+  render_queue(&o, ext);
   histogram(&o, m);
   if (o.oom) {
     free(o.p);

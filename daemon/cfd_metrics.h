@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include <chatfanout/cf_hub.h>
+#include <chatfanout/cf_queue.h>
 
 /* Upper bounds of the fanout_seconds buckets, +Inf excluded. */
 #define CFD_METRICS_BUCKETS 16
@@ -39,9 +40,18 @@ typedef struct cfd_metrics {
 
 /* What the renderer reads from outside the daemon's own counters. */
 typedef struct cfd_metrics_ext {
-  cf_hub_stats hub; /* from cf_hub_get_stats() */
-  int queue_up;     /* 1 when the queue backend is up */
+  cf_hub_stats hub;     /* from cf_hub_get_stats() */
+  int queue_up;         /* 1 when the queue backend is up */
+  int queue_state;      /* cf_queue_state; CF_QUEUE_STOPPED if none */
+  cf_queue_stats queue; /* from cf_queue_get_stats(); zero if none */
 } cfd_metrics_ext;
+
+/*
+ * Fills ext from hub and q (both borrowed, read only; q may be NULL when
+ * no queue is attached). hub must not be NULL.
+ */
+void cfd_metrics_collect(cfd_metrics_ext *ext, const cf_hub *hub,
+                         const cf_queue *q);
 
 /* Zeroes every counter. */
 void cfd_metrics_init(cfd_metrics *m);

@@ -243,10 +243,7 @@ static void serve_metrics(hconn *h, int head_only) {
   cfd_ctx *ctx = h->srv->ctx;
   cfd_metrics_ext ext;
   size_t len = 0;
-  memset(&ext, 0, sizeof(ext));
-  cf_hub_get_stats(ctx->hub, &ext.hub, sizeof(ext.hub));
-  ext.queue_up = ctx->queue != NULL &&
-                 cf_queue_state_get(ctx->queue) == CF_QUEUE_UP;
+  cfd_metrics_collect(&ext, ctx->hub, ctx->queue);
   h->owned = cfd_metrics_render(&ctx->metrics, &ext, &len);
   if (h->owned == NULL) {
     log_answer(h, 500, "out of memory", NULL);

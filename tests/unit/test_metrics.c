@@ -12,6 +12,9 @@
 
 #include <cmocka.h>
 
+#include <chatfanout/cf_hub.h>
+#include <chatfanout/cf_queue.h>
+
 #include "cfd_metrics.h"
 
 #define MAX_SAMPLES 256
@@ -167,6 +170,12 @@ static void test_names_and_types(void **state) {
       {"chatfanout_queue_errors_total", "counter"},
       {"chatfanout_queue_duplicates_total", "counter"},
       {"chatfanout_queue_up", "gauge"},
+      {"chatfanout_queue_state", "gauge"},
+      {"chatfanout_queue_requests_total", "counter"},
+      {"chatfanout_queue_request_errors_total", "counter"},
+      {"chatfanout_queue_retries_total", "counter"},
+      {"chatfanout_queue_buffered_bytes", "gauge"},
+      {"chatfanout_queue_dropped_total", "counter"},
       {"chatfanout_fanout_seconds", "histogram"}};
   cfd_metrics m;
   cfd_metrics_ext e;
@@ -186,6 +195,8 @@ static void test_names_and_types(void **state) {
   }
   assert_true(get(&P, "chatfanout_connections") == 0);
   assert_true(get(&P, "chatfanout_fanout_seconds_count") == 0);
+  assert_true(get(&P, "chatfanout_queue_state") == 0);
+  assert_true(get(&P, "chatfanout_queue_requests_total") == 0);
 }
 
 static void test_values(void **state) {
@@ -207,6 +218,12 @@ static void test_values(void **state) {
   e.hub.queue_errors = 8;
   e.hub.duplicates = 9;
   e.queue_up = 1;
+  e.queue_state = CF_QUEUE_DEGRADED;
+  e.queue.requests = 1001;
+  e.queue.request_errors = 17;
+  e.queue.retries = 15;
+  e.queue.buffered_bytes = 65536;
+  e.queue.dropped = 3;
   cfd_metrics_http(&m, 404);
   cfd_metrics_http(&m, 200);
   cfd_metrics_http(&m, 404);
@@ -224,6 +241,12 @@ static void test_values(void **state) {
   assert_true(get(&P, "chatfanout_queue_errors_total") == 8);
   assert_true(get(&P, "chatfanout_queue_duplicates_total") == 9);
   assert_true(get(&P, "chatfanout_queue_up") == 1);
+  assert_true(get(&P, "chatfanout_queue_state") == 3);
+  assert_true(get(&P, "chatfanout_queue_requests_total") == 1001);
+  assert_true(get(&P, "chatfanout_queue_request_errors_total") == 17);
+  assert_true(get(&P, "chatfanout_queue_retries_total") == 15);
+  assert_true(get(&P, "chatfanout_queue_buffered_bytes") == 65536);
+  assert_true(get(&P, "chatfanout_queue_dropped_total") == 3);
   assert_true(get(&P, "chatfanout_http_requests_total{code=\"404\"}") == 2);
   assert_true(get(&P, "chatfanout_http_requests_total{code=\"200\"}") == 1);
   assert_false(find(&P, "chatfanout_http_requests_total{code=\"500\"}", &v));
@@ -285,12 +308,50 @@ static void test_code_table_bounded(void **state) {
   assert_true(other == 100 - (CFD_METRICS_CODES - 1));
 }
 
+/* What collect reads from a real hub and a real (local) queue. */
+static void test_collect(void **state) {
+  cf_hub_config hc = {.version = CF_HUB_CONFIG_VERSION};
+  cf_queue_bus *bus;
+  cf_queue *q;
+  cf_hub *hub;
+  cfd_metrics_ext e;
+  (void)state;
+  assert_int_equal(cf_hub_new(&hub, &hc), CF_OK);
+  assert_int_equal(cf_queue_bus_new(&bus, NULL), CF_OK);
+  assert_int_equal(cf_queue_local_new(&q, bus, NULL, 0, NULL), CF_OK);
+  /* No queue: stopped, not up, zero counters. */
+  memset(&e, 0xff, sizeof(e));
+  cfd_metrics_collect(&e, hub, NULL);
+  assert_int_equal(e.queue_state, CF_QUEUE_STOPPED);
+  assert_int_equal(e.queue_up, 0);
+  assert_true(e.queue.published == 0 && e.queue.requests == 0);
+  assert_true(e.hub.rooms == 0);
+  assert_int_equal(cf_hub_attach_queue(hub, q), CF_OK);
+  cfd_metrics_collect(&e, hub, q);
+  assert_int_equal(e.queue_state, CF_QUEUE_STOPPED);
+  assert_int_equal(e.queue_up, 0);
+  assert_int_equal(cf_queue_start(q), CF_OK);
+  assert_int_equal(cf_hub_publish(hub, "r", 1, CF_MSG_TEXT, "hi", 2),
+                   CF_OK);
+  cfd_metrics_collect(&e, hub, q);
+  assert_int_equal(e.queue_state, CF_QUEUE_UP);
+  assert_int_equal(e.queue_up, 1);
+  assert_true(e.queue.published == 1);
+  assert_true(e.hub.queue_published == 1);
+  assert_true(e.queue.requests == 0); /* local: no network */
+  assert_int_equal(cf_hub_attach_queue(hub, NULL), CF_OK);
+  cf_queue_free(q);
+  assert_int_equal(cf_queue_bus_free(bus), CF_OK);
+  cf_hub_free(hub);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_names_and_types),
       cmocka_unit_test(test_values),
       cmocka_unit_test(test_histogram),
       cmocka_unit_test(test_code_table_bounded),
+      cmocka_unit_test(test_collect),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
