@@ -73,7 +73,19 @@ void cf__http_free(cf__http *h);
 int cf__http_send(cf__http *h, const cf__http_req *req, cf__http_cb cb,
                   void *user_data, cf__http_xfer **xfer);
 
-/* Aborts a transfer; its callback will not run. Accepts NULL. */
+/*
+ * As cf__http_send(), but the transfer carries ctx_size bytes of zeroed
+ * caller context (aligned for any type), given in *ctx and passed to cb
+ * as user_data. The context lives exactly as long as the transfer: it is
+ * freed after the callback returns or by cf__http_cancel(), so a caller
+ * needs no allocation of its own that a cancel could leak. Fill it after
+ * a CF_OK return (cb never runs before). Same return codes.
+ */
+int cf__http_send_ctx(cf__http *h, const cf__http_req *req, cf__http_cb cb,
+                      size_t ctx_size, void **ctx, cf__http_xfer **xfer);
+
+/* Aborts a transfer; its callback will not run. Accepts NULL. No-op
+ * from inside the transfer's own callback. */
 void cf__http_cancel(cf__http_xfer *x);
 
 /* Transfers in flight. */

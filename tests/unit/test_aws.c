@@ -1,0 +1,4 @@
+/* Placeholder while the AWS call tests are written. */
+int main(void) {
+  return 77;
+}
