@@ -1,0 +1,281 @@
+/* Outgoing messages and batch requests; see cf_sqs_batch.h. */
+#include "cf_sqs_batch.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cf_mem.h"
+
+/* --- messages -------------------------------------------------------- */
+
+int cf__sqs_msg_new(cf__sqs_msg **out, const cf_envelope *env,
+                    size_t max_len, const cf_mem *mem) {
+  cf__sqs_msg *m;
+  size_t len, got;
+  int rv;
+
+  *out = NULL;
+  rv = cf__envelope_encoded_len(env, &len);
+  if (rv != CF_OK)
+    return rv;
+  if (len > max_len)
+    return CF_ERR_TOO_BIG;
+  m = cf__malloc(mem, sizeof(*m) + len + 1);
+  if (m == NULL)
+    return CF_ERR_NOMEM;
+  rv = cf__envelope_encode(env, m->body, len + 1, &got);
+  if (rv != CF_OK) {
+    cf__free(mem, m);
+    return rv;
+  }
+  cf_list_init(&m->link);
+  m->refs = 1;
+  m->len = got;
+  cf__envelope_id(m->id, env->origin, env->seq);
+  memcpy(m->group, env->room, env->room_len);
+  m->group[env->room_len] = '\0';
+  *out = m;
+  return CF_OK;
+}
+
+cf__sqs_msg *cf__sqs_msg_ref(cf__sqs_msg *m) {
+  m->refs++;
+  return m;
+}
+
+int cf__sqs_msg_unref(cf__sqs_msg *m, const cf_mem *mem) {
+  if (m == NULL || --m->refs != 0)
+    return 0;
+  cf__free(mem, m);
+  return 1;
+}
+
+/* --- batches --------------------------------------------------------- */
+
+void cf__sqs_batch_init(cf__sqs_batch *b) {
+  memset(b, 0, sizeof(*b));
+}
+
+int cf__sqs_batch_fits(const cf__sqs_batch *b, size_t len) {
+  return b->n < CF__SQS_BATCH_MAX && len <= CF__SQS_SIZE_MAX &&
+         b->bytes <= CF__SQS_SIZE_MAX - len;
+}
+
+void cf__sqs_batch_add(cf__sqs_batch *b, cf__sqs_msg *m) {
+  b->msg[b->n] = cf__sqs_msg_ref(m);
+  b->pending |= 1u << b->n;
+  b->bytes += m->len;
+  b->n++;
+}
+
+void cf__sqs_batch_copy(cf__sqs_batch *dst, const cf__sqs_batch *src) {
+  unsigned i;
+
+  *dst = *src;
+  for (i = 0; i < dst->n; i++)
+    cf__sqs_msg_ref(dst->msg[i]);
+}
+
+void cf__sqs_batch_clear(cf__sqs_batch *b, const cf_mem *mem) {
+  unsigned i;
+
+  for (i = 0; i < b->n; i++)
+    cf__sqs_msg_unref(b->msg[i], mem);
+  cf__sqs_batch_init(b);
+}
+
+unsigned cf__sqs_batch_pending_count(const cf__sqs_batch *b) {
+  unsigned i, n = 0;
+
+  for (i = 0; i < b->n; i++)
+    n += (b->pending >> i) & 1u;
+  return n;
+}
+
+size_t cf__sqs_batch_pending_bytes(const cf__sqs_batch *b) {
+  unsigned i;
+  size_t n = 0;
+
+  for (i = 0; i < b->n; i++)
+    if (b->pending & (1u << i))
+      n += b->msg[i]->len;
+  return n;
+}
+
+/* --- requests -------------------------------------------------------- */
+
+static json_t *sqs_entry(const cf__sqs_msg *m, unsigned i, int fifo) {
+  char id[2] = {(char)('0' + i), '\0'}; /* i < 10 */
+  json_t *e;
+
+  e = json_object();
+  if (e == NULL)
+    return NULL;
+  if (json_object_set_new(e, "Id", json_string(id)) != 0 ||
+      json_object_set_new(e, "MessageBody",
+                          json_stringn(m->body, m->len)) != 0)
+    goto fail;
+  if (fifo &&
+      (json_object_set_new(e, "MessageGroupId", json_string(m->group)) ||
+       json_object_set_new(e, "MessageDeduplicationId",
+                           json_string(m->id))))
+    goto fail;
+  return e;
+fail:
+  json_decref(e);
+  return NULL;
+}
+
+json_t *cf__sqs_batch_sqs_params(const cf__sqs_batch *b, const char *url,
+                                 int fifo) {
+  json_t *p = json_object(), *entries = json_array();
+  unsigned i;
+
+  if (p == NULL || entries == NULL)
+    goto fail;
+  for (i = 0; i < b->n; i++) {
+    if (!(b->pending & (1u << i)))
+      continue;
+    if (json_array_append_new(entries, sqs_entry(b->msg[i], i, fifo)) != 0)
+      goto fail;
+  }
+  if (json_object_set_new(p, "QueueUrl", json_string(url)) != 0)
+    goto fail;
+  if (json_object_set_new(p, "Entries", entries) != 0) {
+    entries = NULL; /* set_new consumed it even on failure */
+    goto fail;
+  }
+  return p;
+fail:
+  json_decref(entries);
+  json_decref(p);
+  return NULL;
+}
+
+/* p[0] is TopicArn, so p[n] takes its name from names[n - 1]. */
+static void sns_param(cf__sqs_sns_params *o, unsigned k, const char *field,
+                      const char *value) {
+  char *name = o->names[o->n - 1];
+
+  snprintf(name, sizeof(o->names[0]),
+           "PublishBatchRequestEntries.member.%u.%s", k, field);
+  o->p[o->n].name = name;
+  o->p[o->n].value = value;
+  o->n++;
+}
+
+void cf__sqs_batch_sns_params(const cf__sqs_batch *b, const char *topic_arn,
+                              int fifo, cf__sqs_sns_params *out) {
+  unsigned i, k = 0;
+
+  out->n = 0;
+  out->p[out->n].name = "TopicArn";
+  out->p[out->n].value = topic_arn;
+  out->n++;
+  for (i = 0; i < b->n; i++) {
+    const cf__sqs_msg *m = b->msg[i];
+    if (!(b->pending & (1u << i)))
+      continue;
+    k++;
+    out->ids[i][0] = (char)('0' + i);
+    out->ids[i][1] = '\0';
+    sns_param(out, k, "Id", out->ids[i]);
+    sns_param(out, k, "Message", m->body);
+    if (fifo) {
+      sns_param(out, k, "MessageGroupId", m->group);
+      sns_param(out, k, "MessageDeduplicationId", m->id);
+    }
+  }
+}
+
+/* --- responses ------------------------------------------------------- */
+
+/* An SNS XML list arrives as {"member": x}; look through it. */
+static const json_t *list_unwrap(const json_t *v) {
+  const json_t *m;
+
+  if (json_is_object(v) && (m = json_object_get(v, "member")) != NULL)
+    return m;
+  return v;
+}
+
+size_t cf__sqs_json_list_size(const json_t *v) {
+  v = list_unwrap(v);
+  if (json_is_array(v))
+    return json_array_size(v);
+  return json_is_object(v) && json_object_size(v) > 0 ? 1 : 0;
+}
+
+const json_t *cf__sqs_json_list_get(const json_t *v, size_t i) {
+  v = list_unwrap(v);
+  if (json_is_array(v))
+    return json_array_get(v, i);
+  return i == 0 && json_is_object(v) ? v : NULL;
+}
+
+const char *cf__sqs_json_str(const json_t *obj, const char *key) {
+  return json_string_value(json_object_get(obj, key));
+}
+
+/* Entry index from an Id we made ("0".."9"); -1 when not one of ours. */
+static int entry_index(const json_t *item, const cf__sqs_batch *b) {
+  const char *id = cf__sqs_json_str(item, "Id");
+
+  if (id == NULL || id[0] < '0' || id[0] > '9' || id[1] != '\0')
+    return -1;
+  if ((unsigned)(id[0] - '0') >= b->n)
+    return -1;
+  return id[0] - '0';
+}
+
+/* SQS gives a JSON boolean, SNS (through XML) the text "true". */
+static int sender_fault(const json_t *item) {
+  const json_t *f = json_object_get(item, "SenderFault");
+  const char *s = json_string_value(f);
+
+  return json_is_true(f) || (s != NULL && strcmp(s, "true") == 0);
+}
+
+static void note_failure(cf__sqs_batch_outcome *out, const json_t *item) {
+  const char *code = cf__sqs_json_str(item, "Code");
+  const char *msg = cf__sqs_json_str(item, "Message");
+
+  if (out->detail[0] != '\0')
+    return;
+  snprintf(out->detail, sizeof(out->detail), "%s: %s",
+           code ? code : "Failed", msg ? msg : "");
+}
+
+int cf__sqs_batch_apply(cf__sqs_batch *b, const json_t *data,
+                        cf__sqs_batch_outcome *out) {
+  const json_t *ok = json_object_get(data, "Successful");
+  const json_t *bad = json_object_get(data, "Failed");
+  size_t i, n;
+
+  memset(out, 0, sizeof(*out));
+  if (ok == NULL && bad == NULL)
+    return CF_ERR_PARSE;
+  n = cf__sqs_json_list_size(ok);
+  for (i = 0; i < n; i++) {
+    int k = entry_index(cf__sqs_json_list_get(ok, i), b);
+    if (k < 0 || !(b->pending & (1u << k)))
+      continue;
+    b->pending &= ~(1u << k);
+    out->accepted++;
+  }
+  n = cf__sqs_json_list_size(bad);
+  for (i = 0; i < n; i++) {
+    const json_t *item = cf__sqs_json_list_get(bad, i);
+    int k = entry_index(item, b);
+    if (k < 0 || !(b->pending & (1u << k)))
+      continue;
+    note_failure(out, item);
+    if (sender_fault(item)) {
+      b->pending &= ~(1u << k);
+      out->rejected++;
+    } else {
+      out->failed++;
+    }
+  }
+  return CF_OK;
+}
