@@ -394,6 +394,16 @@ const char *cf__aws_ini_get_sub(const cf__aws_ini *ini, const char *section,
   return ini_find(ini, section, parent, key);
 }
 
+int cf__aws_profile_ok(const char *p) {
+  size_t n = 0;
+  for (; p[n] != '\0'; n++) {
+    unsigned char c = (unsigned char)p[n];
+    if (c <= 0x20 || c >= 0x7f || c == '[' || c == ']')
+      return 0;
+  }
+  return n >= 1 && n <= CF__AWS_PROFILE_MAX;
+}
+
 /* The config file's section name for profile, in buf; NULL if too long. */
 static const char *profile_section(char *buf, size_t n, int is_config,
                                    const char *profile) {

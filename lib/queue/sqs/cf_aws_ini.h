@@ -66,6 +66,12 @@ const char *cf__aws_ini_get_sub(const cf__aws_ini *ini, const char *section,
 const char *cf__aws_ini_profile(const cf__aws_ini *ini, int is_config,
                                 const char *profile, const char *key);
 
+/* Nonzero for a usable profile name: 1 to CF__AWS_PROFILE_MAX printable
+ * characters without whitespace or brackets (it goes into
+ * "[profile NAME]"). */
+#define CF__AWS_PROFILE_MAX 128
+int cf__aws_profile_ok(const char *profile);
+
 /* Nonzero when the profile's section exists (same naming rules). */
 int cf__aws_ini_has_profile(const cf__aws_ini *ini, int is_config,
                             const char *profile);
