@@ -124,7 +124,7 @@ static void closing_begin(cfd_ws *c, int code) {
     why = wslay_close_why(code);
   } else if (code == 1001) {
     level = CFD_LOG_DEBUG; /* every client at shutdown */
-  } else if (code == 1008 || code == 1011) {
+  } else if (code == 1008 || code == 1011 || code == 1013) {
     level = CFD_LOG_WARN;
   }
   log_close(c, level, "ws close", code, why);
@@ -252,10 +252,26 @@ static void publish(cfd_ws *c, uint32_t flags, const uint8_t *msg,
   t0 = mono_now();
   rv = cf_hub_publish(ctx->hub, c->room, c->room_len, flags, msg, len);
   cfd_metrics_fanout(&ctx->metrics, mono_now() - t0);
-  /* Queue refusals still delivered locally; the hub counts them. */
-  if (rv == CF_ERR_NOMEM || rv == CF_ERR_INVALID || rv == CF_ERR_TOO_BIG ||
-      rv == CF_ERR_CALLBACK)
+  /*
+   * On error the message reached nobody, here or on other instances.
+   * TOO_BIG can only be the queue's limit (the hub's is ours, checked
+   * as frames arrive). Other queue errors are counted by the hub.
+   */
+  switch (rv) {
+  case CF_ERR_TOO_BIG:
+    ws_fail(c, 1009, "message too big");
+    break;
+  case CF_ERR_QUEUE_FULL:
+    ws_fail(c, 1013, "try again later");
+    break;
+  case CF_ERR_NOMEM:
+  case CF_ERR_INVALID:
+  case CF_ERR_CALLBACK:
     ws_fail(c, 1011, "internal error");
+    break;
+  default:
+    break;
+  }
 }
 
 static void on_msg_cb(wslay_event_context_ptr ws,
