@@ -103,4 +103,51 @@ int cf__aws_sns(cf__aws *a, const char *action, const cf__aws_param *params,
                 size_t n, double timeout, cf__aws_cb cb, void *user_data,
                 cf__http_xfer **xfer);
 
+/* ---- pieces of a call, exposed for tests ------------------------------ */
+
+/* Protocols a reply is read with. */
+enum { CF__AWS_PROTO_SQS = 0, CF__AWS_PROTO_SNS = 1 };
+
+/* A reply read into a result, with the storage its pointers use. */
+typedef struct cf__aws_reply {
+  cf__aws_result r;
+  json_t *doc_;       /* internal: parsed body */
+  json_t *empty_;     /* internal: empty data object */
+  char code_[128];    /* internal: r.code */
+  char message_[512]; /* internal: r.message (longer ones truncated) */
+} cf__aws_reply;
+
+/*
+ * Reads resp (an HTTP outcome) as an SQS JSON or SNS XML reply into
+ * rep->r, classified as cf__aws_classify() does. Release with
+ * cf__aws_reply_deinit(). Cannot fail: problems land in rep->r.error.
+ */
+void cf__aws_reply_parse(cf__aws_reply *rep, int proto,
+                         const cf__http_resp *resp, const cf_mem *mem);
+void cf__aws_reply_deinit(cf__aws_reply *rep);
+
+/* Sets retryable/throttled/not_found of r from error, status and code. */
+void cf__aws_classify(cf__aws_result *r);
+
+/*
+ * Builds the SNS form body "Action=A&Version=2010-03-31&n1=v1&..." with
+ * names and values percent-encoded (A-Z a-z 0-9 - _ . ~ kept). *out (a
+ * NUL-terminated cf_mem buffer, free with mem) and *out_len get the
+ * result. CF_OK, CF_ERR_INVALID, CF_ERR_NOMEM, CF_ERR_TOO_BIG (over
+ * CF__AWS_MAX_BODY).
+ */
+#define CF__AWS_MAX_BODY (4u * 1024u * 1024u)
+int cf__aws_form_encode(const char *action, const cf__aws_param *params,
+                        size_t n, const cf_mem *mem, char **out,
+                        size_t *out_len);
+
+/*
+ * Splits an endpoint URL ("http://host:port/base", no query) into the
+ * Host header value (default port dropped, IPv6 kept in brackets) and
+ * the request path (base + "/"). CF_OK, CF_ERR_INVALID,
+ * CF_ERR_TOO_BIG (a buffer is too small).
+ */
+int cf__aws_endpoint_split(const char *url, char *host, size_t host_size,
+                           char *path, size_t path_size);
+
 #endif /* CF_AWS_H */
