@@ -121,9 +121,10 @@ static const opt opts[] = {
      "      --sqs-fifo=BOOL and the variable take 1/0, true/false, on/off",
      OPT_BOOL, F(sqs_fifo), 0, 0, 0, NULL},
     {"sqs-cluster", "CHATFANOUT_SQS_CLUSTER", "NAME", "chatfanout",
-     "SNS topic name and queue name prefix, 1-64 of A-Z a-z 0-9 _ -",
+     "SNS topic name and queue name prefix, 1-63 of A-Z a-z 0-9 _ -\n"
+     "      (58 with --sqs-fifo)",
      OPT_STRING, F(sqs_cluster), 0, SZ(sqs_cluster), 0,
-     "1-64 of A-Z a-z 0-9 _ -"},
+     "1-63 of A-Z a-z 0-9 _ -"},
     {"sqs-region", "CHATFANOUT_SQS_REGION", "REGION", "AWS chain",
      "AWS region; else AWS_REGION, AWS_DEFAULT_REGION, the profile's,\n"
      "      us-east-1",
@@ -416,9 +417,16 @@ static int all_of(const char *v, size_t max, const char *extra) {
   return 1;
 }
 
-/* The cluster names an SNS topic and prefixes SQS queue names, whose
- * common alphabet is this one; the library checks it the same way. */
-static int cluster_valid(const char *v) { return all_of(v, 64, "_-"); }
+/*
+ * The cluster names an SNS topic and prefixes SQS queue names, whose
+ * common alphabet is this one. A queue is named "<cluster>-<16 hex>"
+ * (+ ".fifo") in SQS's 80 characters, hence 63 (58 with FIFO).
+ */
+#define CLUSTER_MAX 63
+#define CLUSTER_MAX_FIFO 58
+static int cluster_valid(const char *v) {
+  return all_of(v, CLUSTER_MAX, "_-");
+}
 
 static int region_valid(const char *v) {
   const char *p;
@@ -755,6 +763,9 @@ static int check_sqs(const cfd_config *cfg, errbuf *e) {
   if (cfg->sqs_fifo && cfg->sqs_topology != CF_SQS_SNS)
     return fail(e, "--sqs-fifo: FIFO needs --sqs-topology sns (the queues "
                 "topology has no FIFO mode)");
+  if (cfg->sqs_fifo && strlen(cfg->sqs_cluster) > CLUSTER_MAX_FIFO)
+    return fail(e, "--sqs-cluster: '%s' is too long for --sqs-fifo (at "
+                "most %d characters)", cfg->sqs_cluster, CLUSTER_MAX_FIFO);
   if (cfg->sqs_stale_after <= cfg->sqs_heartbeat)
     return fail(e, "--sqs-stale-after (%gs) must be more than "
                 "--sqs-heartbeat (%gs), or live queues get reaped",

@@ -35,7 +35,8 @@ typedef struct cfd_config {
   /* --queue sqs only (see cf_queue_sqs.h for their meaning): */
   int sqs_topology;        /* cf_sqs_topology, default CF_SQS_SNS */
   int sqs_fifo;            /* 0 or 1, default 0; only with CF_SQS_SNS */
-  char sqs_cluster[65];    /* 1-64 of [A-Za-z0-9_-], default chatfanout */
+  char sqs_cluster[64];    /* 1-63 of [A-Za-z0-9_-] (58 with FIFO),
+                              default chatfanout */
   char sqs_region[64];     /* [a-z0-9-]; "": the AWS_* lookup */
   char sqs_profile[128];   /* printable, no space; "": AWS_PROFILE */
   char sqs_endpoint[256];  /* http(s)://host[:port][/path], for SQS and

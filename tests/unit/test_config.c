@@ -275,8 +275,8 @@ static void test_sqs_flags(void **state) {
   cfd_config_free(&cfg);
   /* The longest endpoint and cluster name that fit. */
   snprintf(url, sizeof url, "http://%0248d", 0);
-  memset(name, 'Z', 64);
-  name[64] = '\0';
+  memset(name, 'Z', 63);
+  name[63] = '\0';
   ok(&cfg, ARGS("--sqs-endpoint", url, "--sqs-cluster", name), NULL);
   assert_int_equal(strlen(cfg.sqs_endpoint), 255);
   assert_string_equal(cfg.sqs_cluster, name);
@@ -347,8 +347,8 @@ static void test_sqs_env(void **state) {
 static void test_sqs_errors(void **state) {
   char long_name[80], long_url[300];
   (void)state;
-  memset(long_name, 'a', 65);
-  long_name[65] = '\0';
+  memset(long_name, 'a', 64);
+  long_name[64] = '\0';
   snprintf(long_url, sizeof long_url, "http://%0250d", 0);
   bad_flag("--instance-id", "0", "--instance-id: invalid instance id '0'");
   bad_flag("--instance-id", "0000", "1-16 hex digits, not 0");
@@ -365,7 +365,7 @@ static void test_sqs_errors(void **state) {
   bad(ARGS("--sqs-fifo="), NULL, "--sqs-fifo: invalid value");
   bad(ARGS("--sqs-fifo", "true"), NULL, "unexpected argument 'true'");
   bad_flag("--sqs-cluster", "", "--sqs-cluster: invalid value");
-  bad_flag("--sqs-cluster", "a.b", "1-64 of A-Z a-z 0-9 _ -");
+  bad_flag("--sqs-cluster", "a.b", "1-63 of A-Z a-z 0-9 _ -");
   bad_flag("--sqs-cluster", "a b", "--sqs-cluster: invalid value");
   bad_flag("--sqs-cluster", long_name, "--sqs-cluster: invalid value");
   bad_flag("--sqs-region", "US-EAST-1", "--sqs-region: invalid value");
@@ -415,6 +415,13 @@ static void test_sqs_combinations(void **state) {
       NULL, "--sqs-stale-after (60s) must be more than --sqs-heartbeat");
   bad(ARGS("--queue", "sqs", "--sqs-heartbeat", "601"), NULL,
       "--sqs-stale-after (600s) must be more than --sqs-heartbeat (601s)");
+  bad(ARGS("--queue", "sqs", "--sqs-fifo", "--sqs-cluster",
+           "a123456789b123456789c123456789d123456789e123456789f12345678"),
+      NULL, "is too long for --sqs-fifo (at most 58 characters)");
+  ok(&cfg, ARGS("--queue", "sqs", "--sqs-fifo", "--sqs-cluster",
+                "a123456789b123456789c123456789d123456789e123456789f1234567"),
+     NULL);
+  cfd_config_free(&cfg);
   /* With the local queue the SQS options are inert, so leftovers in the
    * environment do not stop a single instance. */
   ok(&cfg, ARGS("--sqs-topology", "queues", "--sqs-fifo"),
