@@ -593,7 +593,7 @@ static int is_leap(int y) {
 /* Days from 1970-01-01 to y-m-d (proleptic Gregorian, y >= 1). */
 static long days_since_epoch(int y, int m, int d) {
   static const int before[12] = {0,   31,  59,  90,  120, 151,
-                                 212, 243, 273, 304, 334, 365 - 31};
+                                 181, 212, 243, 273, 304, 334};
   long leaps = (y - 1) / 4 - (y - 1) / 100 + (y - 1) / 400;
   long leaps70 = 1969 / 4 - 1969 / 100 + 1969 / 400;
   return 365L * (y - 1970) + (leaps - leaps70) + before[m - 1] +
