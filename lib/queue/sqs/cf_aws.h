@@ -14,8 +14,9 @@
  *
  * SQS: POST / with X-Amz-Target: AmazonSQS.<Action> and
  * Content-Type: application/x-amz-json-1.0; errors come as JSON
- * {"__type": "...#Code", "message": ...} (x-amzn-query-error header may
- * refine the code). SNS: POST / with Action=<Action>&Version=2010-03-31
+ * {"__type": "...#Code", "message": ...} (the x-amzn-query-error header
+ * repeats the older query-protocol code; it is not read, __type is
+ * enough to classify). SNS: POST / with Action=<Action>&Version=2010-03-31
  * form-encoded; responses and errors are XML, parsed with expat into
  * the same json_t shape: an element with children becomes an object, a
  * <member> list becomes an array, text becomes a string.
@@ -75,7 +76,9 @@ int cf__aws_new(cf__aws **out, const cf_loop *loop,
                 const cf__aws_overrides *ov, char *const *envp,
                 const cf_mem *mem, char *err, size_t errlen);
 
-/* Cancels every call (no callbacks) and frees. Accepts NULL. */
+/* Cancels every call (no callbacks) and frees. Accepts NULL. Safe from
+ * inside a cf__aws_cb (the HTTP client's free is deferred until the
+ * callback returns). */
 void cf__aws_free(cf__aws *a);
 
 /* Starts fetching credentials; cb reports each outcome. CF_OK. */
@@ -90,9 +93,11 @@ void cf__aws_get_stats(const cf__aws *a, cf__aws_stats *st);
 /*
  * Calls an SQS action. params is a JSON object (borrowed; serialized
  * before return). timeout in seconds (0: 30). xfer (may be NULL) gets a
- * handle for cf__http_cancel until cb runs. CF_OK, CF_ERR_INVALID,
- * CF_ERR_NOMEM, CF_ERR_STATE (no credentials yet). cb never runs from
- * inside this call.
+ * handle for cf__http_cancel until cb runs (a cancelled call leaves
+ * nothing allocated). CF_OK, CF_ERR_INVALID (also a bad action name or
+ * params not an object), CF_ERR_NOMEM, CF_ERR_STATE (no credentials
+ * yet), CF_ERR_TOO_BIG (body over CF__AWS_MAX_BODY), CF_ERR_BACKEND.
+ * cb never runs from inside this call.
  */
 int cf__aws_sqs(cf__aws *a, const char *action, json_t *params,
                 double timeout, cf__aws_cb cb, void *user_data,
