@@ -51,7 +51,13 @@ typedef struct cf__aws_overrides {
  * Resolves region, endpoints and profile from ov, envp (NULL-terminated
  * "K=V"; NULL: environ) and the shared config file. Reads small local
  * files (call at setup, not on a hot path). On error err gets a line.
- * CF_OK, CF_ERR_INVALID (bad URL/region), CF_ERR_NOMEM.
+ * Also honoured: a `services` section's per-service endpoint_url (after
+ * the environment, before the profile's endpoint_url) and
+ * AWS_IGNORE_CONFIGURED_ENDPOINT_URLS / ignore_configured_endpoint_urls.
+ * The config file is read only when a setting has to come from it.
+ * CF_OK, CF_ERR_INVALID (bad URL/region/profile name, or an unreadable
+ * or malformed config file that was needed), CF_ERR_NOMEM. cfg is
+ * zeroed on error; deinit accepts a zeroed cfg.
  */
 int cf__aws_config_load(cf__aws_config *cfg, const cf__aws_overrides *ov,
                         char *const *envp, const cf_mem *mem, char *err,
@@ -76,21 +82,30 @@ typedef void (*cf__aws_creds_cb)(int error, const char *msg,
 /*
  * Sets up the chain from envp and the files named there (read now).
  * Static credentials (env, files) are ready at once; container/IMDS ones
- * are fetched through http when cf__aws_creds_start() runs.
- * CF_OK, CF_ERR_INVALID (e.g. key id without secret), CF_ERR_NOMEM.
+ * are fetched through http when cf__aws_creds_start() runs. profile NULL
+ * means "default". http may be NULL only when static credentials are
+ * found; it must outlive the provider. CF_OK, CF_ERR_INVALID (e.g. key
+ * id without secret, a profile that is missing or uses role_arn, sso or
+ * credential_process, AWS_WEB_IDENTITY_TOKEN_FILE set, a bad container
+ * URI, no source at all), CF_ERR_NOMEM.
  */
 int cf__aws_creds_new(cf__aws_creds_provider **out, const char *profile,
                       char *const *envp, cf__http *http,
                       const cf_loop *loop, const cf_mem *mem, char *err,
                       size_t errlen);
+/* Cancels any fetch (no callback after), wipes the secrets and frees.
+ * Accepts NULL. Safe from inside the callback (deferred to its return). */
 void cf__aws_creds_free(cf__aws_creds_provider *p);
 
-/* Begins fetching/refreshing; cb reports each outcome. CF_OK. */
+/* Begins fetching/refreshing; cb (may be NULL) reports each outcome,
+ * never from inside this call (static sources report CF_OK once). A
+ * second call only replaces cb and user_data. CF_OK, CF_ERR_INVALID. */
 int cf__aws_creds_start(cf__aws_creds_provider *p, cf__aws_creds_cb cb,
                         void *user_data);
 
-/* Current credentials, or NULL when none are available yet. Valid until
- * the next loop iteration. */
+/* Current credentials, or NULL when none are available yet (or the last
+ * ones expired while refreshing failed). Valid until the next loop
+ * iteration. */
 const cf__aws_creds *cf__aws_creds_get(const cf__aws_creds_provider *p);
 
 /* Which source supplied them: "env", "file", "container", "imds". */
