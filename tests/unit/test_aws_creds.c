@@ -1013,6 +1013,55 @@ static void test_imds_failures(void **state) {
   done(f);
 }
 
+/* Each allocation the provider makes while fetching may fail: the fetch
+ * reports CF_ERR_NOMEM and nothing leaks. */
+static void fetch_sweep(fx *f, int imds) {
+  unsigned long k;
+  for (k = 1;; k++) {
+    test_mem m;
+    test_mem_init(&m, 0);
+    if (imds) {
+      imds_env(f);
+    } else {
+      env_base(f, 0);
+      full_uri(f, "/c");
+      env(f, "AWS_CONTAINER_AUTHORIZATION_TOKEN", "tok");
+    }
+    assert_int_equal(cf__aws_creds_new(&f->p, NULL, f->envv, f->http,
+                                       &f->loop, &m.mem, f->err,
+                                       sizeof(f->err)),
+                     CF_OK);
+    m.fail_at = m.count + k;
+    f->calls = 0;
+    assert_int_equal(cf__aws_creds_start(f->p, on_creds, f), CF_OK);
+    run_until(f, 1, 5.0);
+    assert_int_equal(f->calls, 1);
+    if (!m.failed) {
+      assert_int_equal(f->errors[0], CF_OK);
+      assert_non_null(cf__aws_creds_get(f->p));
+    } else {
+      assert_int_equal(f->errors[0], CF_ERR_NOMEM);
+      assert_null(cf__aws_creds_get(f->p));
+    }
+    cf__aws_creds_free(f->p);
+    f->p = NULL;
+    assert_int_equal(m.live, 0);
+    if (!m.failed)
+      break;
+  }
+  assert_true(k > 3);
+}
+
+static void test_fetch_nomem(void **state) {
+  fx *f = *state;
+  start_srv(f, h_container, 3600);
+  fetch_sweep(f, 0);
+  srv_stop(&f->s);
+  start_srv(f, h_imds, 3600);
+  fetch_sweep(f, 1);
+  done(f);
+}
+
 /* ---- lifecycle --------------------------------------------------------- */
 
 static void test_free_in_callback(void **state) {
@@ -1086,6 +1135,7 @@ int main(void) {
       T(test_container_rules),
       T(test_imds),
       T(test_imds_failures),
+      T(test_fetch_nomem),
       T(test_free_in_callback),
       T(test_free_in_flight),
   };
