@@ -215,6 +215,8 @@ typedef struct node {
   char qorder[ROOMS][MAXREC][40];
   int nq[ROOMS];
   int qdups;
+  int own;                /* own envelopes the queue reported */
+  int foreign[ROOMS];     /* messages from outside the cluster's nodes */
 } node;
 
 typedef struct cluster {
@@ -257,6 +259,8 @@ static void on_wake(cf_client *c, void *ud) {
     head[hl] = '\0';
     if (sscanf(head, "o=%d k=%d", &o, &k) != 2)
       CHECK(0, "unexpected payload %.20s", head);
+    else if (o >= NODES)
+      n->foreign[room]++;
     else if (r->n < MAXREC) {
       r->origin[r->n] = o;
       r->k[r->n] = k;
@@ -294,10 +298,12 @@ static void on_message(cf_queue *q, const cf_envelope *env, void *ud) {
              (unsigned long long)env->seq);
     for (i = 0; i < n->nq[r] && strcmp(n->qorder[r][i], id) != 0; i++)
       ;
-    if (i < n->nq[r])
+    if (i < n->nq[r]) {
       n->qdups++;
-    else if (n->nq[r] < MAXREC)
+    } else if (n->nq[r] < MAXREC) {
       snprintf(n->qorder[r][n->nq[r]++], sizeof(n->qorder[r][0]), "%s", id);
+      n->own += env->origin == cf_hub_instance_id(n->hub);
+    }
   }
   cf_hub_deliver(n->hub, env);
 }
@@ -495,6 +501,8 @@ static void check_too_big(cluster *cl) {
 
 /* --- checks through a client of our own ------------------------------- */
 
+static cf__aws *paws; /* the test's own AWS client */
+
 typedef struct probe {
   int done;
   int error;
@@ -515,58 +523,223 @@ static int probe_done(void *arg) {
   return ((probe *)arg)->done;
 }
 
-/* Number of queues left whose names start with prefix. */
-static int queues_left(cf__aws *aws, const char *prefix) {
-  json_t *params = json_pack("{s:s}", "QueueNamePrefix", prefix);
+/* Runs one SQS call (params are consumed); the caller decrefs p.data. */
+static probe call_sqs(const char *action, json_t *params) {
   probe p = {0};
-  int n;
 
-  if (cf__aws_sqs(aws, "ListQueues", params, 10, on_probe, &p, NULL) !=
-      CF_OK)
-    die("ListQueues");
+  if (params == NULL ||
+      cf__aws_sqs(paws, action, params, 10, on_probe, &p, NULL) != CF_OK)
+    die(action);
   json_decref(params);
   run_until(probe_done, &p, 15);
-  CHECK(p.done && p.error == CF_OK, "ListQueues failed");
+  if (!p.done)
+    die(action);
+  return p;
+}
+
+static probe call_sns(const char *action, const cf__aws_param *prm,
+                      size_t n) {
+  probe p = {0};
+
+  if (cf__aws_sns(paws, action, prm, n, 10, on_probe, &p, NULL) != CF_OK)
+    die(action);
+  run_until(probe_done, &p, 15);
+  if (!p.done)
+    die(action);
+  return p;
+}
+
+/* Number of queues left whose names start with prefix. */
+static int queues_left(const char *prefix) {
+  probe p = call_sqs("ListQueues",
+                     json_pack("{s:s}", "QueueNamePrefix", prefix));
+  int n;
+
+  CHECK(p.error == CF_OK, "ListQueues failed");
   n = (int)cf__sqs_json_list_size(json_object_get(p.data, "QueueUrls"));
   json_decref(p.data);
   return n;
 }
 
-static int subscriptions_left(cf__aws *aws, const char *topic) {
-  char arn[128];
-  cf__aws_param prm = {"TopicArn", arn};
-  probe p = {0};
-  int n;
+static void topic_arn(const cluster *cl, char *arn, size_t size) {
+  snprintf(arn, size, "arn:aws:sns:us-east-1:000000000000:%s%s",
+           cl->cluster, cl->fifo ? ".fifo" : "");
+}
 
-  snprintf(arn, sizeof(arn), "arn:aws:sns:us-east-1:000000000000:%s", topic);
-  if (cf__aws_sns(aws, "ListSubscriptionsByTopic", &prm, 1, 10, on_probe, &p,
-                  NULL) != CF_OK)
-    die("ListSubscriptionsByTopic");
-  run_until(probe_done, &p, 15);
-  CHECK(p.done && p.error == CF_OK, "ListSubscriptionsByTopic failed");
-  n = (int)cf__sqs_json_list_size(json_object_get(p.data, "Subscriptions"));
+/* Subscriptions of the cluster's topic whose endpoint ends in name (any
+ * when name is NULL). */
+static int subscriptions(const cluster *cl, const char *name) {
+  char arn[160];
+  cf__aws_param prm = {"TopicArn", arn};
+  probe p;
+  size_t i, n;
+  int count = 0;
+
+  topic_arn(cl, arn, sizeof(arn));
+  p = call_sns("ListSubscriptionsByTopic", &prm, 1);
+  CHECK(p.error == CF_OK, "ListSubscriptionsByTopic failed");
+  n = cf__sqs_json_list_size(json_object_get(p.data, "Subscriptions"));
+  for (i = 0; i < n; i++) {
+    const json_t *sub = cf__sqs_json_list_get(
+        json_object_get(p.data, "Subscriptions"), i);
+    const char *ep = cf__sqs_json_str(sub, "Endpoint");
+    if (name == NULL ||
+        (ep != NULL && strlen(ep) >= strlen(name) &&
+         strcmp(ep + strlen(ep) - strlen(name), name) == 0))
+      count++;
+  }
   json_decref(p.data);
-  return n;
+  return count;
 }
 
 static void check_cleanup(cluster *cl) {
-  cf__aws_overrides ov = {"us-east-1", NULL, endpoint, endpoint};
-  char err[200], prefix[80], topic[80];
-  cf__aws *aws;
+  char prefix[80];
 
-  if (cf__aws_new(&aws, &cfloop, &ov, test_env, NULL, err, sizeof(err)) !=
-      CF_OK)
-    die(err);
   snprintf(prefix, sizeof(prefix), "%s-", cl->cluster);
-  CHECK(queues_left(aws, prefix) == 0, "%s: queues left after flush",
-        cl->name);
-  if (cl->topology == CF_SQS_SNS) {
-    snprintf(topic, sizeof(topic), "%s%s", cl->cluster,
-             cl->fifo ? ".fifo" : "");
-    CHECK(subscriptions_left(aws, topic) == 0,
+  CHECK(queues_left(prefix) == 0, "%s: queues left after flush", cl->name);
+  if (cl->topology == CF_SQS_SNS)
+    CHECK(subscriptions(cl, NULL) == 0,
           "%s: subscriptions left after flush", cl->name);
+}
+
+/* URL of a queue by name, or "" when it does not exist. */
+static void queue_url(const char *name, char *url, size_t size) {
+  probe p = call_sqs("GetQueueUrl", json_pack("{s:s}", "QueueName", name));
+  const char *u = cf__sqs_json_str(p.data, "QueueUrl");
+
+  snprintf(url, size, "%s", p.error == CF_OK && u != NULL ? u : "");
+  json_decref(p.data);
+}
+
+static void node_queue_name(const cluster *cl, int i, char *name,
+                            size_t size) {
+  snprintf(name, size, "%s-%016llx%s", cl->cluster,
+           (unsigned long long)cf_hub_instance_id(cl->nodes[i].hub),
+           cl->fifo ? ".fifo" : "");
+}
+
+/* --- foreign writers and the reaper ----------------------------------- */
+
+static int foreign_seen(void *arg) {
+  return ((node *)arg)->foreign[0] > 0;
+}
+
+static int queue_empty(void *arg) {
+  const char *url = arg;
+  probe p = call_sqs("GetQueueAttributes",
+                     json_pack("{s:s, s:[s]}", "QueueUrl", url,
+                               "AttributeNames", "All"));
+  const json_t *a = json_object_get(p.data, "Attributes");
+  const char *v = cf__sqs_json_str(a, "ApproximateNumberOfMessages");
+  const char *nv = cf__sqs_json_str(a, "ApproximateNumberOfMessagesNotVisible");
+  int empty = v != NULL && nv != NULL && strcmp(v, "0") == 0 &&
+              strcmp(nv, "0") == 0;
+
+  json_decref(p.data);
+  return empty;
+}
+
+/*
+ * Another service writes into node 0's queue: an envelope inside an SNS
+ * notification (raw delivery off) arrives; a body that is no envelope is
+ * deleted and noted once in errmsg, never delivered.
+ */
+static void check_foreign_writers(cluster *cl) {
+  static char env_json[512];
+  char name[100], url[300];
+  cf_envelope e = {0x9999, 1, 0, "lobby", 5, CF_MSG_TEXT, "o=9 k=0 hi", 10};
+  json_t *wrap;
+  char *body;
+  size_t len;
+  probe p;
+
+  node_queue_name(cl, 0, name, sizeof(name));
+  queue_url(name, url, sizeof(url));
+  CHECK(url[0] != '\0', "%s: node 0 has no queue", cl->name);
+  p = call_sqs("SendMessage", json_pack("{s:s, s:s}", "QueueUrl", url,
+                                        "MessageBody", "not an envelope{"));
+  CHECK(p.error == CF_OK, "SendMessage garbage");
+  if (cf__envelope_encode(&e, env_json, sizeof(env_json), &len) != CF_OK)
+    die("encode");
+  wrap = json_pack("{s:s, s:s, s:s}", "Type", "Notification", "MessageId",
+                   "m-1", "Message", env_json);
+  body = json_dumps(wrap, JSON_COMPACT);
+  p = call_sqs("SendMessage", json_pack("{s:s, s:s}", "QueueUrl", url,
+                                        "MessageBody", body));
+  CHECK(p.error == CF_OK, "SendMessage wrapped");
+  free(body);
+  json_decref(wrap);
+  CHECK(run_until(foreign_seen, &cl->nodes[0], 10),
+        "%s: wrapped envelope not delivered", cl->name);
+  CHECK(run_until(queue_empty, url, 10),
+        "%s: node 0's queue not emptied", cl->name);
+  CHECK(strstr(cf_queue_errmsg(cl->nodes[0].q), "not an envelope") != NULL,
+        "%s: errmsg is \"%s\"", cl->name, cf_queue_errmsg(cl->nodes[0].q));
+  CHECK(cl->nodes[1].foreign[0] == 0, "%s: node 1 got node 0's message",
+        cl->name);
+}
+
+typedef struct reap_wait {
+  cluster *cl;
+  const char *stale, *orphan;
+} reap_wait;
+
+static int reaped(void *arg) {
+  reap_wait *w = arg;
+  char url[300];
+
+  queue_url(w->stale, url, sizeof(url));
+  return url[0] == '\0' && subscriptions(w->cl, w->stale) == 0 &&
+         subscriptions(w->cl, w->orphan) == 0;
+}
+
+/* A queue of a dead instance (old heartbeat) is deleted and its and an
+ * orphan subscription removed; a live one and other clusters' stay. */
+static void check_reaper(cluster *cl) {
+  char stale[100], live[100], other[100], orphan[100];
+  char arn[160], qarn[200], url[300];
+  const char *names[3] = {stale, live, other};
+  const char *beats[3] = {"1", "4102444800", "1"};
+  cf__aws_param sub[4] = {{"TopicArn", arn}, {"Protocol", "sqs"},
+                          {"Endpoint", qarn}, {"ReturnSubscriptionArn",
+                                               "true"}};
+  reap_wait w = {cl, stale, orphan};
+  probe p;
+  int i;
+
+  snprintf(stale, sizeof(stale), "%s-00000000deadbeef", cl->cluster);
+  snprintf(live, sizeof(live), "%s-00000000cafecafe", cl->cluster);
+  snprintf(other, sizeof(other), "%s-x-00000000deadbeef", cl->cluster);
+  snprintf(orphan, sizeof(orphan), "%s-00000000feedface", cl->cluster);
+  topic_arn(cl, arn, sizeof(arn));
+  for (i = 0; i < 3; i++) {
+    p = call_sqs("CreateQueue", json_pack("{s:s}", "QueueName", names[i]));
+    CHECK(p.error == CF_OK, "CreateQueue %s", names[i]);
+    snprintf(url, sizeof(url), "%s", cf__sqs_json_str(p.data, "QueueUrl"));
+    json_decref(p.data);
+    p = call_sqs("TagQueue", json_pack("{s:s, s:{s:s}}", "QueueUrl", url,
+                                       "Tags", "chatfanout-heartbeat",
+                                       beats[i]));
+    CHECK(p.error == CF_OK, "TagQueue");
   }
-  cf__aws_free(aws);
+  snprintf(qarn, sizeof(qarn), "arn:aws:sqs:us-east-1:000000000000:%s",
+           stale);
+  p = call_sns("Subscribe", sub, 4);
+  CHECK(p.error == CF_OK, "Subscribe stale");
+  json_decref(p.data);
+  snprintf(qarn, sizeof(qarn), "arn:aws:sqs:us-east-1:000000000000:%s",
+           orphan);
+  p = call_sns("Subscribe", sub, 4);
+  CHECK(p.error == CF_OK, "Subscribe orphan");
+  json_decref(p.data);
+  /* Reaper rounds come every third heartbeat (1 s here). */
+  CHECK(run_until(reaped, &w, 15), "%s: stale queue or subscriptions "
+        "not reaped", cl->name);
+  for (i = 1; i < 3; i++) {
+    queue_url(names[i], url, sizeof(url));
+    CHECK(url[0] != '\0', "%s: %s was reaped", cl->name, names[i]);
+    p = call_sqs("DeleteQueue", json_pack("{s:s}", "QueueUrl", url));
+  }
 }
 
 /* --- one topology ------------------------------------------------------ */
@@ -651,6 +824,20 @@ static void stats_line(cluster *cl) {
   }
 }
 
+static void check_own(cluster *cl) {
+  int i, r, sent;
+
+  for (i = 0; i < NODES; i++) {
+    for (sent = 0, r = 0; r < ROOMS; r++)
+      sent += cl->sent[i][r];
+    /* Standard: own messages were delivered at publish, the queue drops
+     * them. fifo: they come back through the queue, in the room order. */
+    CHECK(cl->nodes[i].own == (cl->fifo ? sent : 0),
+          "%s: node %d queue reported %d own messages", cl->name, i,
+          cl->nodes[i].own);
+  }
+}
+
 static void run_topology(const char *name, int topology, int fifo) {
   static cluster cl;
   int i, r;
@@ -671,9 +858,14 @@ static void run_topology(const char *name, int topology, int fifo) {
   if (topology == CF_SQS_QUEUES)
     run_for(1.5); /* every node has listed its peers by now */
   phase_steady(&cl);
+  if (topology == CF_SQS_SNS && !fifo) {
+    check_foreign_writers(&cl);
+    check_reaper(&cl);
+  }
   phase_restart(&cl);
   if (fifo)
     check_fifo_order(&cl);
+  check_own(&cl);
   stats_line(&cl);
   for (i = 0; i < NODES; i++)
     CHECK(cf_queue_flush(cl.nodes[i].q, 5.0) == CF_OK, "flush");
@@ -687,6 +879,116 @@ static void run_topology(const char *name, int topology, int fifo) {
     cf_queue_free(cl.nodes[i].q);
   }
   logf_("%s: done", name);
+}
+
+/* --- the service down at flush ----------------------------------------- */
+
+typedef struct lone {
+  cf_queue *q;
+  int states[64];
+  int nstates;
+} lone;
+
+static void lone_state(cf_queue *q, int state, void *ud) {
+  lone *l = ud;
+
+  if (verbose)
+    logf_("  lone: %s (%s)", cf_queue_state_name(state), cf_queue_errmsg(q));
+  if (l->nstates < 64)
+    l->states[l->nstates++] = state;
+}
+
+static void lone_message(cf_queue *q, const cf_envelope *env, void *ud) {
+  (void)q;
+  (void)env;
+  (void)ud;
+}
+
+static int lone_state_is(void *arg, int want) {
+  return cf_queue_state_get(((lone *)arg)->q) == want;
+}
+
+static int lone_up(void *arg) {
+  return lone_state_is(arg, CF_QUEUE_UP);
+}
+
+static int lone_down(void *arg) {
+  return lone_state_is(arg, CF_QUEUE_DOWN);
+}
+
+static int lone_stopped(void *arg) {
+  return lone_state_is(arg, CF_QUEUE_STOPPED);
+}
+
+/*
+ * With the service gone, publishes fill the bounded buffer and are then
+ * refused (nothing accepted is lost silently); flush gives up on them
+ * after its timeout, counts them dropped and still stops. With
+ * CF_TEST_LONG_OUTAGE=1 the outage lasts long enough to report DOWN.
+ */
+static void run_flush_while_down(void) {
+  static const cf_queue_callbacks cbs = {CF_QUEUE_CALLBACKS_VERSION,
+                                         lone_message, lone_state};
+  const char *lo = getenv("CF_TEST_LONG_OUTAGE");
+  char cluster[64], msg[200], data[500];
+  cf_sqs_config sc = {.version = CF_SQS_CONFIG_VERSION,
+                      .cluster = cluster, .instance_id = 0x10e10e,
+                      .endpoint_sqs = endpoint, .endpoint_sns = endpoint,
+                      .wait_seconds = 2, .max_buffer = 4096,
+                      .envp = test_env};
+  cf_envelope e = {0x10e10e, 0, 0, "lobby", 5, CF_MSG_TEXT, data,
+                   sizeof(data)};
+  cf_queue_stats st;
+  lone l = {0};
+  int rv, accepted = 0;
+  double t0;
+
+  logf_("flush-while-down: starting");
+  memset(data, 'd', sizeof(data));
+  snprintf(cluster, sizeof(cluster), "it-down-%d", (int)getpid());
+  if (cf_queue_sqs_new(&l.q, &cfloop, &sc, NULL, msg, sizeof(msg)) != CF_OK)
+    die(msg);
+  cf_queue_set_callbacks(l.q, &cbs, &l);
+  CHECK(cf_queue_start(l.q) == CF_OK, "start");
+  CHECK(run_until(lone_up, &l, 20), "lone queue not up");
+  fauxqs_kill();
+  if (lo != NULL && strcmp(lo, "1") == 0)
+    CHECK(run_until(lone_down, &l, 40), "no DOWN after 30 s of outage");
+  do {
+    e.seq++;
+    rv = cf_queue_publish(l.q, &e);
+    accepted += rv == CF_OK;
+  } while (rv == CF_OK && e.seq < 100);
+  CHECK(rv == CF_ERR_QUEUE_FULL, "publish into a full buffer gave %s",
+        cf_strerror(rv));
+  cf_queue_get_stats(l.q, &st, sizeof(st));
+  CHECK(accepted > 0 && st.buffered_bytes <= 4096 &&
+        st.buffered_bytes + 600 > 4096,
+        "accepted %d, buffered %llu", accepted,
+        (unsigned long long)st.buffered_bytes);
+  run_for(0.5);
+  t0 = ev_time();
+  CHECK(cf_queue_flush(l.q, 1.0) == CF_OK, "flush");
+  CHECK(run_until(lone_stopped, &l, 20), "not stopped after flush");
+  CHECK(ev_time() - t0 < 12.0, "flush took %.1f s", ev_time() - t0);
+  cf_queue_get_stats(l.q, &st, sizeof(st));
+  CHECK(st.dropped == (uint64_t)accepted && st.buffered_bytes == 0,
+        "dropped %llu of %d, buffered %llu", (unsigned long long)st.dropped,
+        accepted, (unsigned long long)st.buffered_bytes);
+  CHECK(cf_queue_publish(l.q, &e) == CF_ERR_CLOSED,
+        "publish after stop accepted");
+  cf_queue_free(l.q);
+  logf_("flush-while-down: done");
+}
+
+static void paws_open(void) {
+  cf__aws_overrides ov = {"us-east-1", NULL, endpoint, endpoint};
+  char err[200];
+
+  if (cf__aws_new(&paws, &cfloop, &ov, test_env, NULL, err, sizeof(err)) !=
+          CF_OK ||
+      cf__aws_start(paws, NULL, NULL) != CF_OK)
+    die(err);
 }
 
 int main(int argc, char **argv) {
@@ -704,10 +1006,13 @@ int main(int argc, char **argv) {
     skip("fauxqs did not start (npm install in tests/integration?)");
   loop = ev_loop_new(EVFLAG_AUTO);
   cf_libev_init(&cfloop, loop);
+  paws_open();
   run_topology("sns", CF_SQS_SNS, 0);
   run_topology("queues", CF_SQS_QUEUES, 0);
   run_topology("sns-fifo", CF_SQS_SNS, 1);
+  run_flush_while_down();
   fauxqs_kill();
+  cf__aws_free(paws);
   ev_loop_destroy(loop);
   if (failures != 0) {
     fprintf(stderr, "%d check(s) failed\n", failures);
