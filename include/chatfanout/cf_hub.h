@@ -83,6 +83,9 @@ typedef struct cf_hub_config {
   uint32_t history;      /* messages kept per room for joiners; 0: none */
   uint32_t dedupe_window;/* ids remembered for dedupe; 0: 8192 */
   uint32_t max_rooms;    /* rooms held at once; 0: 100000 */
+  /* Wire bytes of history kept across all rooms; past it the least
+   * recently used idle rooms lose their history first. 0: 64 MiB. */
+  size_t history_bytes;
   cf_framer_fn framer;   /* NULL: no header, wire bytes are the payload */
   /* Wall clock for envelope timestamps, ms since epoch; NULL: 0. */
   uint64_t (*clock_ms)(void *user_data);
