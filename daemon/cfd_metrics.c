@@ -20,6 +20,10 @@ void cfd_metrics_collect(cfd_metrics_ext *ext, const cf_hub *hub,
   if (q == NULL)
     return;
   cf_queue_get_stats(q, &ext->queue, sizeof(ext->queue));
+  /* The queue's own count of what it took and refused: the daemon may
+   * publish to it without the hub (SQS FIFO), so the hub's undercount. */
+  ext->hub.queue_published = ext->queue.published;
+  ext->hub.queue_errors = ext->queue.publish_errors;
   ext->queue_state = cf_queue_state_get(q);
   ext->queue_up = ext->queue_state == CF_QUEUE_UP;
 }

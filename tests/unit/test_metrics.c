@@ -339,6 +339,16 @@ static void test_collect(void **state) {
   assert_true(e.queue.published == 1);
   assert_true(e.hub.queue_published == 1);
   assert_true(e.queue.requests == 0); /* local: no network */
+  /* Published straight to the queue, as the daemon does in SQS FIFO
+   * mode: counted all the same. */
+  {
+    cf_envelope env = {.origin = 7, .seq = 1, .room = "r", .room_len = 1,
+                       .flags = CF_MSG_TEXT, .data = "x", .len = 1};
+    assert_int_equal(cf_queue_publish(q, &env), CF_OK);
+  }
+  cfd_metrics_collect(&e, hub, q);
+  assert_true(e.hub.queue_published == 2);
+  assert_true(e.queue.published == 2);
   assert_int_equal(cf_hub_attach_queue(hub, NULL), CF_OK);
   cf_queue_free(q);
   assert_int_equal(cf_queue_bus_free(bus), CF_OK);
