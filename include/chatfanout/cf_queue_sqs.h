@@ -54,7 +54,9 @@ typedef struct cf_sqs_config {
   int topology;          /* cf_sqs_topology */
   int fifo;              /* nonzero: FIFO topic and queues (SNS only) */
   const char *cluster;   /* topic name and queue prefix; "chatfanout";
-                            1-64 of [A-Za-z0-9_-] */
+                            1-63 of [A-Za-z0-9_-], 58 with fifo (queue
+                            names are <cluster>-<16 hex id>[.fifo], at
+                            most 80 characters) */
   uint64_t instance_id;  /* the hub's cf_hub_instance_id(); required */
   const char *region;    /* NULL: AWS_REGION, AWS_DEFAULT_REGION, the
                             profile's region, else "us-east-1" */
@@ -64,7 +66,7 @@ typedef struct cf_sqs_config {
   const char *endpoint_sns; /* likewise with _SNS */
   double linger;         /* seconds a publish waits for a batch; 0.005 */
   uint32_t pollers;      /* concurrent long polls, 1..16; 2 */
-  uint32_t wait_seconds; /* long-poll wait, 0..20; 20 */
+  uint32_t wait_seconds; /* long-poll wait, 1..20; 20 */
   size_t max_buffer;     /* bytes held while AWS is unreachable; 8 MiB */
   double reorder_window; /* seconds to wait for a missing seq; 0.5 */
   double peer_refresh;   /* CF_SQS_QUEUES: ListQueues period, s; 10 */
@@ -93,6 +95,34 @@ CF_API int cf_queue_sqs_new(cf_queue **out, const cf_loop *loop,
  * accept (256 KiB per message and per batch) is refused with
  * CF_ERR_TOO_BIG and nothing is sent anywhere; the hub then delivers it
  * nowhere either. Binary payloads grow by a third in base64.
+ *
+ * Behaviour.
+ *  - States: STARTING until the topic, queue and subscription are set
+ *    up; UP; DEGRADED while calls fail and are retried (with backoff and
+ *    jitter, for ever); DOWN once failures have lasted 30 s. errmsg says
+ *    what failed, written once when a failure starts (and once for the
+ *    first received message that is not an envelope), not per retry.
+ *  - Publish never blocks nor calls back. Accepted envelopes wait in a
+ *    buffer of max_buffer bytes (their encoded size) until the service
+ *    takes them; when it is full, publish returns CF_ERR_QUEUE_FULL.
+ *    From cf_queue_flush() until a new start it returns CF_ERR_CLOSED.
+ *  - A topic, queue or subscription found missing (the service lost
+ *    them) is set up again, and publishing resumes a few seconds later
+ *    (so that the other instances can re-subscribe first). Until an
+ *    instance has re-subscribed, what others publish does not reach it.
+ *  - fifo: a room's messages reach every instance in one order, at the
+ *    price of one PublishBatch in flight per instance (at most 10
+ *    messages per round trip to SNS) and of the FIFO quotas of SNS and
+ *    SQS, far below the standard ones (by default some hundreds of
+ *    messages per second per topic; see the AWS quotas pages). Each
+ *    instance also receives its own messages back, doubling receives.
+ *  - cf_queue_flush(q, t): stops receiving, sends what is buffered for
+ *    at most t seconds (then counts the rest in stats.dropped), then
+ *    unsubscribes and deletes the own queue (one try each, up to 5 s)
+ *    and reports CF_QUEUE_STOPPED from the loop. The queue may then be
+ *    started again. Queues of instances that died are deleted by the
+ *    others once their heartbeat tag is older than stale_after.
+ *  - Stats: requests, request_errors, retries, buffered_bytes, dropped.
  */
 
 #ifdef __cplusplus

@@ -339,7 +339,9 @@ int sqs_publish(void *impl, const cf_envelope *env) {
   size_t len;
   int rv;
 
-  if (s->phase == SQS_TEARDOWN || s->phase == SQS_STOPPED)
+  /* Flushing: what is accepted now could extend the drain for ever. */
+  if (s->phase == SQS_DRAINING || s->phase == SQS_TEARDOWN ||
+      s->phase == SQS_STOPPED)
     return CF_ERR_CLOSED;
   rv = cf__envelope_encoded_len(env, &len);
   if (rv != CF_OK)
