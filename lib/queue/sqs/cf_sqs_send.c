@@ -11,8 +11,9 @@
  *
  * Order. In fifo mode one job is in flight at a time, so a room's
  * messages reach the topic in publish order even across retries. In
- * standard mode up to SQS_SEND_WINDOW jobs per target overlap; the
- * receivers restore each origin's order.
+ * standard mode up to SQS_SEND_WINDOW jobs per target overlap (but no
+ * new one starts on the topic while one is retried); the receivers
+ * restore each origin's order.
  *
  * Nothing accepted is dropped silently: messages leave the buffer when
  * the service took them, when it refused them for good (a sender fault,
@@ -50,13 +51,31 @@ static int sendable(const sqs *s) {
          (s->phase == SQS_RUNNING || s->phase == SQS_DRAINING);
 }
 
+/* Nonzero while some job waits to be sent again. */
+static int jobs_retrying(const sqs *s) {
+  const cf_list *n;
+
+  for (n = s->jobs.next; n != &s->jobs; n = n->next)
+    if (cf_container_of(n, sqs_job, link)->state != JOB_INFLIGHT)
+      return 1;
+  return 0;
+}
+
 static int window_open(const sqs *s) {
   size_t targets = s->topology == CF_SQS_QUEUES && s->npeers > 0
                        ? s->npeers : 1;
 
   if (s->fifo)
     return s->njobs == 0;
-  return s->njobs < SQS_SEND_WINDOW * targets;
+  if (s->njobs >= SQS_SEND_WINDOW * targets)
+    return 0;
+  /*
+   * The topic: while a batch is being retried, later ones wait, or they
+   * could overtake it by more than the receivers' reorder window (which
+   * then gives the retried messages up). Peers are not held up by one
+   * peer's retries: that would let one dead queue stall the cluster.
+   */
+  return s->topology == CF_SQS_QUEUES || !jobs_retrying(s);
 }
 
 /* Drops one reference, keeping `buffered` in step with what is held. */
