@@ -19,7 +19,10 @@
  * Backpressure. Each outbox is bounded in bytes (client_buffer). A client
  * that would go over it is a slow consumer: its queued whole messages are
  * dropped (a partly sent one is kept so the stream stays well-formed), it
- * gets no more messages, and ops.close is called with CF_CLOSE_SLOW.
+ * gets no more messages, and ops.close is called with CF_CLOSE_SLOW. A
+ * client whose outbox cannot grow for lack of memory is cut off the same
+ * way, with CF_CLOSE_NOMEM.
+
  *
  * Re-entrancy. Callbacks (ops.wake, ops.close) run after the fan-out has
  * updated every outbox. From inside any callback it is safe to publish,
@@ -44,10 +47,17 @@ typedef struct cf_hub cf_hub;
 typedef struct cf_client cf_client;
 typedef struct cf_msg cf_msg;
 
-/* Why the hub asks a transport to close a client. */
+/*
+ * Why the hub asks a transport to close a client. A WebSocket transport
+ * maps them to close codes 1008, 1001 and 1011 (internal error). Later
+ * versions may add reasons: treat unknown ones like CF_CLOSE_NOMEM.
+ */
 typedef enum cf_close_reason {
-  CF_CLOSE_SLOW = 1,    /* outbox over client_buffer: slow consumer */
-  CF_CLOSE_SHUTDOWN = 2 /* cf_hub_close_all(): the service is stopping */
+  CF_CLOSE_SLOW = 1,     /* outbox over client_buffer: slow consumer */
+  CF_CLOSE_SHUTDOWN = 2, /* cf_hub_close_all(): the service is stopping */
+  /* The outbox could not grow for a message (out of memory): the client
+   * would miss it, so it is cut off although it kept up. */
+  CF_CLOSE_NOMEM = 3
 } cf_close_reason;
 
 /* Largest frame header a framer may write. */
@@ -198,11 +208,14 @@ typedef struct cf_hub_stats {
   uint64_t queue_published;  /* publishes the queue accepted */
   uint64_t queue_errors;     /* publishes the queue refused */
   uint64_t outbox_bytes;     /* bytes queued in all outboxes now (gauge) */
+  uint64_t nomem_closes;     /* clients closed with CF_CLOSE_NOMEM */
 } cf_hub_stats;
 
 /*
  * Copies the counters into st; size is sizeof(cf_hub_stats) as the
  * caller knows it, so newer libraries fill only what older callers have.
+ * New counters are only ever appended. Fields past what this library
+ * knows are left untouched: zero st first to read them as 0.
  */
 CF_API void cf_hub_get_stats(const cf_hub *hub, cf_hub_stats *st,
                              size_t size);
@@ -211,8 +224,11 @@ CF_API void cf_hub_get_stats(const cf_hub *hub, cf_hub_stats *st,
 
 /*
  * Attaches a client. ops is copied; user_data is handed back to ops and
- * by cf_client_user_data(). Returns CF_OK, CF_ERR_INVALID,
- * CF_ERR_VERSION or CF_ERR_NOMEM.
+ * by cf_client_user_data(). The client's first outbox slots are
+ * allocated here, so a lack of memory shows now rather than as a
+ * CF_CLOSE_NOMEM at its first message. Returns CF_OK, CF_ERR_INVALID,
+ * CF_ERR_VERSION, CF_ERR_CLOSED (cf_hub_free() is pending) or
+ * CF_ERR_NOMEM.
  */
 CF_API int cf_client_new(cf_client **out, cf_hub *hub,
                          const cf_client_ops *ops, void *user_data);

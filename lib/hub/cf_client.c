@@ -20,12 +20,20 @@ int cf_client_new(cf_client **out, cf_hub *h, const cf_client_ops *ops,
   c = cf__calloc(&h->mem, 1, sizeof(*c));
   if (c == NULL)
     return CF_ERR_NOMEM;
+  /*
+   * The smallest ring now: else the first fan-out to this client would
+   * allocate it, and a failure there costs the client its connection.
+   */
+  cf__outbox_init(&c->ob);
+  if (cf__outbox_reserve(&c->ob, &h->mem, CF_OUTBOX_MIN_CAP) != CF_OK) {
+    cf__free(&h->mem, c);
+    return CF_ERR_NOMEM;
+  }
   c->hub = h;
   c->ops = *ops;
   c->user_data = user_data;
   cf_list_init(&c->rooms);
   cf_list_init(&c->wake_link);
-  cf__outbox_init(&c->ob);
   cf_list_append(&h->clients, &c->hub_link);
   h->stats.clients++;
   *out = c;

@@ -32,11 +32,15 @@ int cf__client_queue(cf_hub *h, cf_client *c, cf_msg *m, size_t limit) {
   return CF_OK;
 }
 
-void cf__client_mark_slow(cf_hub *h, cf_client *c) {
+void cf__client_cut_off(cf_hub *h, cf_client *c, int reason) {
   h->stats.outbox_bytes -= cf__outbox_trim(&c->ob, &h->mem);
   c->closing = 1;
-  c->close_due = 1;
-  h->stats.slow_closes++;
+  c->close_due = (uint8_t)reason;
+  /* Apart, so that memory trouble does not pass for slow readers. */
+  if (reason == CF_CLOSE_NOMEM)
+    h->stats.nomem_closes++;
+  else
+    h->stats.slow_closes++;
   /* A pending wake becomes the close: the client gets nothing more. */
   cf__hub_want_wake(h, c);
 }
@@ -47,6 +51,7 @@ void cf__hub_fanout(cf_hub *h, cf_room *r, cf_msg *m) {
 
   for (it = r->members.next; it != &r->members; it = it->next) {
     cf_client *c = cf_container_of(it, cf_member, room_link)->client;
+    int rv;
 
     if (c->closing)
       continue;
@@ -54,8 +59,10 @@ void cf__hub_fanout(cf_hub *h, cf_room *r, cf_msg *m) {
      * Over the limit or unable to grow the ring: either way this client
      * cannot keep the stream complete, so it is closed, not skipped.
      */
-    if (cf__client_queue(h, c, m, h->client_buffer) != CF_OK) {
-      cf__client_mark_slow(h, c);
+    rv = cf__client_queue(h, c, m, h->client_buffer);
+    if (rv != CF_OK) {
+      cf__client_cut_off(h, c, rv == CF_ERR_NOMEM ? CF_CLOSE_NOMEM
+                                                  : CF_CLOSE_SLOW);
       continue;
     }
     h->stats.deliveries++;
@@ -67,12 +74,12 @@ void cf__hub_drain(cf_hub *h) {
   /* Re-read the head each time: any callback may change the list. */
   while (!h->freeing && !cf_list_empty(&h->wake)) {
     cf_client *c = cf_container_of(h->wake.next, cf_client, wake_link);
-    int close = c->close_due;
+    int reason = c->close_due;
 
     cf_list_remove(&c->wake_link);
     c->close_due = 0;
-    if (close)
-      c->ops.close(c, CF_CLOSE_SLOW, c->user_data);
+    if (reason != 0)
+      c->ops.close(c, reason, c->user_data);
     else
       c->ops.wake(c, c->user_data);
   }

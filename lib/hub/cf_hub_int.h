@@ -40,7 +40,8 @@ struct cf_client {
   cf_list wake_link; /* in hub->wake while a callback is due */
   cf_outbox ob;
   uint8_t closing;   /* told, or about to be told, to close */
-  uint8_t close_due; /* the wake_link entry is close(SLOW), not wake */
+  /* 0: the wake_link entry is a wake; else the cf_close_reason due. */
+  uint8_t close_due;
 };
 
 struct cf_hub {
@@ -91,10 +92,11 @@ int cf__client_queue(cf_hub *h, cf_client *c, cf_msg *m, size_t limit);
 void cf__hub_want_wake(cf_hub *h, cf_client *c);
 
 /*
- * Makes c a slow consumer: drops its queued whole messages, marks it
- * closing and schedules close(CF_CLOSE_SLOW).
+ * Cuts c off for reason (CF_CLOSE_SLOW or CF_CLOSE_NOMEM): drops its
+ * queued whole messages, marks it closing, counts it and schedules
+ * close(reason).
  */
-void cf__client_mark_slow(cf_hub *h, cf_client *c);
+void cf__client_cut_off(cf_hub *h, cf_client *c, int reason);
 
 /* Phase 2: runs due callbacks until the list is empty or the hub frees. */
 void cf__hub_drain(cf_hub *h);

@@ -6,8 +6,7 @@
 #include "cf_mem.h"
 #include "cf_msg.h"
 
-/* First ring size, and the largest one kept once the outbox drains. */
-#define OUTBOX_MIN_CAP 8u
+/* The largest ring kept once the outbox drains. */
 #define OUTBOX_KEEP_CAP 256u
 
 void cf__outbox_init(cf_outbox *ob) {
@@ -29,20 +28,27 @@ void cf__outbox_deinit(cf_outbox *ob, const cf_mem *mem) {
 
 /*
  * A burst may have grown the ring far beyond what the client needs in
- * steady state; give the memory back once it drains.
+ * steady state; give most of it back once it drains. The ring is cut to
+ * the kept size rather than freed: a freed ring would have to be
+ * allocated again by the next fan-out, which could then fail for a
+ * client that did nothing wrong. A failed shrink keeps the big ring.
  */
 static void outbox_shrink(cf_outbox *ob, const cf_mem *mem) {
+  cf_msg **ring;
+
   if (ob->count != 0 || ob->cap <= OUTBOX_KEEP_CAP)
     return;
-  cf__free(mem, ob->ring);
-  ob->ring = NULL;
-  ob->cap = 0;
+  ring = cf__realloc(mem, ob->ring, OUTBOX_KEEP_CAP * sizeof(*ring));
+  if (ring == NULL)
+    return;
+  ob->ring = ring;
+  ob->cap = OUTBOX_KEEP_CAP;
   ob->head = 0;
 }
 
 int cf__outbox_reserve(cf_outbox *ob, const cf_mem *mem, size_t extra) {
   size_t need = (size_t)ob->count + extra;
-  uint32_t cap = ob->cap != 0 ? ob->cap : OUTBOX_MIN_CAP;
+  uint32_t cap = ob->cap != 0 ? ob->cap : CF_OUTBOX_MIN_CAP;
   cf_msg **ring;
   uint32_t i;
 

@@ -1,8 +1,11 @@
 /*
  * Internal: a client's outbox, a ring of message references waiting to be
- * written. The ring is allocated on the first push and grows by doubling,
- * so a client in steady state queues without allocating. Byte limits are
- * the hub's business; the outbox only keeps the counts it needs.
+ * written. The hub reserves the smallest ring when it attaches the client
+ * (so a fan-out to a new client does not allocate); the ring grows by
+ * doubling and, once drained after a burst, shrinks back to a kept size,
+ * never below the smallest one. A client in steady state thus queues
+ * without allocating. Byte limits are the hub's business; the outbox only
+ * keeps the counts it needs.
  */
 #ifndef CF_OUTBOX_H
 #define CF_OUTBOX_H
@@ -16,6 +19,9 @@
  * bytes, so that even empty messages bound the number of entries.
  */
 #define CF_OUTBOX_ENTRY_COST 64u
+
+/* Slots of the smallest ring, the one reserved for every client. */
+#define CF_OUTBOX_MIN_CAP 8u
 
 typedef struct cf_outbox {
   cf_msg **ring;  /* cap slots; NULL until the first reserve */

@@ -293,7 +293,7 @@ static void test_empty_messages_bounded(void **state) {
   cf_hub_free(h);
 }
 
-static void test_ring_growth_failure_is_slow(void **state) {
+static void test_ring_growth_failure_is_nomem(void **state) {
   cf_hub *h = hub_new(1u << 20, framer);
   tc fast, full;
   int i;
@@ -309,10 +309,71 @@ static void test_ring_growth_failure_is_slow(void **state) {
   assert_int_equal(pub100(h, "r", 'b'), CF_OK);
   assert_true(tm.failed);
   tm.fail_at = 0;
+  /* Cut off, as it would miss the message, but not called slow. */
   assert_int_equal(full.closes, 1);
-  assert_int_equal(full.reason, CF_CLOSE_SLOW);
+  assert_int_equal(full.reason, CF_CLOSE_NOMEM);
+  assert_int_equal(stats(h).nomem_closes, 1);
+  assert_int_equal(stats(h).slow_closes, 0);
+  assert_int_equal(cf_client_pending(full.c), 0);
   assert_int_equal(fast.drained, 9 * WIRE);
   assert_int_equal(fast.closes, 0);
+  /* It gets nothing more, and is not closed again. */
+  assert_int_equal(pub100(h, "r", 'c'), CF_OK);
+  assert_int_equal(full.closes, 1);
+  assert_int_equal(cf_client_pending(full.c), 0);
+  cf_hub_free(h);
+}
+
+static void test_client_new_reserves_ring(void **state) {
+  cf_hub *h = hub_new(1u << 20, framer);
+  unsigned long n, allocs;
+  tc t;
+
+  (void)state;
+  /* Every allocation of cf_client_new fails in turn, cleanly. */
+  for (n = 1;; n++) {
+    int rv;
+
+    memset(&t, 0, sizeof(t));
+    tm.fail_at = tm.count + n;
+    tm.failed = 0;
+    rv = cf_client_new(&t.c, h, &ops, &t);
+    if (!tm.failed)
+      break;
+    assert_int_equal(rv, CF_ERR_NOMEM);
+    assert_int_equal(stats(h).clients, 0);
+  }
+  tm.fail_at = 0;
+  /* The client itself and its first ring. */
+  assert_int_equal(n, 3);
+  assert_int_equal(cf_client_join(t.c, "r", 1), CF_OK);
+  /* The first messages to it allocate nothing but themselves. */
+  allocs = tm.count;
+  for (n = 0; n < 8; n++)
+    assert_int_equal(pub100(h, "r", 'a'), CF_OK);
+  assert_int_equal(tm.count - allocs, 8);
+  assert_int_equal(t.closes, 0);
+  cf_hub_free(h);
+}
+
+static void test_burst_ring_not_reallocated(void **state) {
+  cf_hub *h = hub_new(1u << 20, framer);
+  unsigned long allocs;
+  tc t;
+  int i;
+
+  (void)state;
+  tc_new(h, &t, "r");
+  for (i = 0; i < 300; i++)
+    assert_int_equal(pub100(h, "r", 'a'), CF_OK);
+  tc_drain(&t);
+  assert_int_equal(t.drained, 300 * WIRE);
+  /* The next burst (up to the kept ring) reuses it. */
+  allocs = tm.count;
+  for (i = 0; i < 200; i++)
+    assert_int_equal(pub100(h, "r", 'b'), CF_OK);
+  assert_int_equal(tm.count - allocs, 200);
+  assert_int_equal(t.closes, 0);
   cf_hub_free(h);
 }
 
@@ -349,7 +410,9 @@ int main(void) {
       T(test_rooms_isolated),
       T(test_gauge),
       T(test_empty_messages_bounded),
-      T(test_ring_growth_failure_is_slow),
+      T(test_ring_growth_failure_is_nomem),
+      T(test_client_new_reserves_ring),
+      T(test_burst_ring_not_reallocated),
       T(test_send_allowance),
   };
 #undef T

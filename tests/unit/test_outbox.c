@@ -228,10 +228,58 @@ static void test_growth_keeps_order_across_wrap(void **state) {
     cf_msg_unref(m);
   }
   assert_int_equal(next, 400);
-  /* A big ring is given back once drained. */
-  assert_null(ob.ring);
-  assert_int_equal(ob.cap, 0);
+  /* A big ring is cut back once drained, not freed: the next burst
+   * starts without allocating. */
+  assert_non_null(ob.ring);
+  assert_int_equal(ob.cap, 256);
+  assert_int_equal(ob.head, 0);
   cf__outbox_deinit(&ob, &tm.mem);
+}
+
+/* Fills ob with n one-byte messages. */
+static void push_n(cf_outbox *ob, int n) {
+  int i;
+
+  for (i = 0; i < n; i++)
+    push(ob, "x");
+}
+
+static void test_shrink_keeps_a_ring(void **state) {
+  unsigned long before;
+  cf_outbox ob;
+
+  (void)state;
+  cf__outbox_init(&ob);
+  /* Small rings stay as they are when drained, by every way out. */
+  push_n(&ob, 3);
+  assert_int_equal(cf__outbox_consume(&ob, &tm.mem, 3), 3);
+  assert_int_equal(ob.cap, CF_OUTBOX_MIN_CAP);
+  push_n(&ob, 200);
+  assert_int_equal(cf__outbox_trim(&ob, &tm.mem), 200);
+  assert_int_equal(ob.cap, 256);
+  /* A trimmed burst gives memory back too. */
+  push_n(&ob, 300);
+  assert_int_equal(ob.cap, 512);
+  assert_int_equal(cf__outbox_trim(&ob, &tm.mem), 300);
+  assert_int_equal(ob.cap, 256);
+  /* Up to the kept size, a new burst allocates only its messages. */
+  before = tm.count;
+  push_n(&ob, 256);
+  assert_int_equal(tm.count - before, 256);
+  /* A shrink that fails keeps the big ring, which still works. */
+  push_n(&ob, 1);
+  assert_int_equal(ob.cap, 512);
+  tm.fail_at = tm.count + 1;
+  while (!cf__outbox_empty(&ob))
+    cf_msg_unref(cf__outbox_pop(&ob, &tm.mem));
+  assert_true(tm.failed);
+  tm.fail_at = 0;
+  assert_int_equal(ob.cap, 512);
+  push_n(&ob, 2);
+  assert_int_equal(cf__outbox_consume(&ob, &tm.mem, 2), 2);
+  assert_int_equal(ob.cap, 256);
+  cf__outbox_deinit(&ob, &tm.mem);
+  assert_null(ob.ring);
 }
 
 static void test_steady_state_no_alloc(void **state) {
@@ -513,6 +561,7 @@ int main(void) {
       T(test_zero_length_entries),
       T(test_pop_order_and_refs),
       T(test_growth_keeps_order_across_wrap),
+      T(test_shrink_keeps_a_ring),
       T(test_steady_state_no_alloc),
       T(test_reserve_nomem_unchanged),
       T(test_trim),
