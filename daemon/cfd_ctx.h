@@ -26,6 +26,11 @@ typedef struct cfd_ctx {
   unsigned n_http;        /* connections in the HTTP phase */
   unsigned n_ws;          /* WebSocket connections, closing included */
   struct cfd_ws *ws_head; /* every WebSocket connection */
+  /* Publishes a client's message (cf_hub_publish()'s contract); NULL:
+   * cf_hub_publish(). Set by main() when the instance's own messages
+   * must take the queue path (SQS FIFO). */
+  int (*publish)(struct cfd_ctx *ctx, const char *room, size_t room_len,
+                 uint32_t flags, const void *data, size_t len);
 } cfd_ctx;
 
 #endif /* CFD_CTX_H */

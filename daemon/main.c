@@ -7,12 +7,14 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <ev.h>
 
 #include <chatfanout/adapters/cf_libev.h>
+#include <chatfanout/cf_queue_sqs.h>
 #include <chatfanout/chatfanout.h>
 
 #include "cfd_config.h"
@@ -31,8 +33,13 @@ extern char **environ;
 /* How often shutdown checks whether everything has drained. */
 #define DRAIN_POLL 0.02
 
+/* Share of --shutdown-timeout the queue gets to flush, so that its own
+ * give-up (dropping what is left, reporting stopped) lands before the
+ * daemon's deadline instead of racing it. */
+#define FLUSH_SHARE 0.9
+
 typedef struct cfd_daemon {
-  cfd_ctx ctx;
+  cfd_ctx ctx;      /* first: ctx->publish finds the daemon from it */
   cf_loop cfloop;
   cf_queue_bus *bus;
   cf_queue *queue;
@@ -42,6 +49,18 @@ typedef struct cfd_daemon {
   ev_signal sigint;
   ev_timer drain;   /* polls for the end of a shutdown */
   double stop_at;   /* ev_now() by which shutdown gives up waiting */
+  /* The hub owns the queue's callbacks, so state changes are noticed
+   * after each loop iteration instead (every change happens inside some
+   * loop callback). */
+  ev_check queue_watch;
+  int queue_state;  /* last state logged */
+  int flush_rv;     /* cf_queue_flush() result; not CF_OK: do not wait */
+  /* The instance id peers see: the hub's, except in SQS FIFO mode where
+   * messages are published under it straight to the queue and the hub
+   * keeps a different id, so that they come back to it like any other
+   * instance's (see fifo_publish). */
+  uint64_t origin;
+  uint64_t fifo_seq; /* last sequence number published under origin */
 } daemon_t;
 
 static uint64_t wall_ms(void *ud) {
@@ -53,6 +72,23 @@ static uint64_t wall_ms(void *ud) {
 
 static void log_cf_error(const char *what, int rv) {
   cfd_log(CFD_LOG_ERROR, what, "error", cf_strerror(rv), NULL);
+}
+
+/* A random nonzero id different from avoid; 0 when there is no entropy. */
+static uint64_t random_id(uint64_t avoid) {
+  uint64_t v = 0;
+  int tries;
+  for (tries = 0; tries < 8; tries++) {
+    if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+      return 0;
+    if (v != 0 && v != avoid)
+      return v;
+  }
+  return 0;
+}
+
+static int fifo_mode(const cfd_config *cfg) {
+  return strcmp(cfg->queue, "sqs") == 0 && cfg->sqs_fifo;
 }
 
 static int hub_open(daemon_t *d, const cfd_config *cfg) {
@@ -75,7 +111,21 @@ static int hub_open(daemon_t *d, const cfd_config *cfg) {
   hc.history = cfg->history;
   hc.framer = cfd_frame_hub_framer;
   hc.clock_ms = wall_ms;
+  /* 0: the hub picks a random one. In FIFO mode the configured id is
+   * the publishing origin, which the hub must not take for its own. */
+  hc.instance_id = fifo_mode(cfg) ? 0 : cfg->instance_id;
   rv = cf_hub_new(&d->hub, &hc);
+  if (rv == CF_OK) {
+    d->origin = cf_hub_instance_id(d->hub);
+    if (fifo_mode(cfg)) {
+      d->origin = cfg->instance_id != 0 ? cfg->instance_id
+                                        : random_id(d->origin);
+      if (d->origin == 0 || d->origin == cf_hub_instance_id(d->hub)) {
+        cfd_log(CFD_LOG_ERROR, "cannot pick an instance id", NULL);
+        return 1;
+      }
+    }
+  }
   if (rv == CF_ERR_INVALID) {
     /* The options are each in range, so it is their combination: every
      * message must fit in an empty client buffer. A config error. */
@@ -91,25 +141,130 @@ static int hub_open(daemon_t *d, const cfd_config *cfg) {
   return 0;
 }
 
-static int queue_open(daemon_t *d, const cfd_config *cfg) {
+static const char *empty_null(const char *s) {
+  return s[0] != '\0' ? s : NULL;
+}
+
+/* The options map one to one; AWS_* variables are the library's. */
+static void sqs_config_fill(cf_sqs_config *sc, const cfd_config *cfg,
+                            uint64_t instance_id) {
+  memset(sc, 0, sizeof(*sc));
+  sc->version = CF_SQS_CONFIG_VERSION;
+  sc->topology = cfg->sqs_topology;
+  sc->fifo = cfg->sqs_fifo;
+  sc->cluster = cfg->sqs_cluster;
+  sc->instance_id = instance_id;
+  sc->region = empty_null(cfg->sqs_region);
+  sc->profile = empty_null(cfg->sqs_profile);
+  sc->endpoint_sqs = empty_null(cfg->sqs_endpoint);
+  sc->endpoint_sns = empty_null(cfg->sqs_endpoint);
+  sc->linger = cfg->sqs_linger;
+  sc->pollers = cfg->sqs_pollers;
+  sc->wait_seconds = cfg->sqs_wait;
+  sc->max_buffer = cfg->sqs_buffer;
+  sc->reorder_window = cfg->sqs_reorder;
+  sc->peer_refresh = cfg->sqs_peer_refresh;
+  sc->heartbeat = cfg->sqs_heartbeat;
+  sc->stale_after = cfg->sqs_stale_after;
+  sc->retention = cfg->sqs_retention;
+  sc->envp = NULL; /* the process environment */
+}
+
+static int queue_create(daemon_t *d, const cfd_config *cfg) {
+  cf_sqs_config sc;
+  char msg[256];
   int rv;
-  if (strcmp(cfg->queue, "local") != 0) {
-    cfd_log(CFD_LOG_ERROR, "unknown queue backend", "queue", cfg->queue,
-            NULL);
-    return -1;
+  if (strcmp(cfg->queue, "local") == 0) {
+    rv = cf_queue_bus_new(&d->bus, NULL);
+    if (rv == CF_OK)
+      rv = cf_queue_local_new(&d->queue, d->bus, &d->cfloop, 0, NULL);
+    if (rv != CF_OK)
+      log_cf_error("cannot create queue", rv);
+    return rv;
   }
-  rv = cf_queue_bus_new(&d->bus, NULL);
-  if (rv == CF_OK)
-    rv = cf_queue_local_new(&d->queue, d->bus, &d->cfloop, 0, NULL);
-  if (rv == CF_OK)
-    rv = cf_hub_attach_queue(d->hub, d->queue);
+  sqs_config_fill(&sc, cfg, d->origin);
+  msg[0] = '\0';
+  rv = cf_queue_sqs_new(&d->queue, &d->cfloop, &sc, NULL, msg, sizeof(msg));
+  if (rv != CF_OK)
+    cfd_log(CFD_LOG_ERROR, "cannot create queue", "queue", cfg->queue,
+            "error", cf_strerror(rv), "detail", msg, NULL);
+  return rv;
+}
+
+static int queue_open(daemon_t *d, const cfd_config *cfg) {
+  int rv = queue_create(d, cfg);
+  if (rv != CF_OK)
+    return -1;
+  rv = cf_hub_attach_queue(d->hub, d->queue);
   if (rv == CF_OK)
     rv = cf_queue_start(d->queue);
   if (rv != CF_OK) {
-    log_cf_error("cannot start queue", rv);
+    cfd_log(CFD_LOG_ERROR, "cannot start queue", "queue", cfg->queue,
+            "error", cf_strerror(rv), "detail", cf_queue_errmsg(d->queue),
+            NULL);
     return -1;
   }
   return 0;
+}
+
+/*
+ * SQS FIFO: a client's message goes to the queue only and reaches this
+ * instance's clients when the FIFO queue hands it back, in the one order
+ * every instance sees; delivering it at once (cf_hub_publish) would put
+ * it ahead of messages the other instances published first. The hub
+ * delivers it on its way back because its origin is not the hub's id.
+ * Same contract as cf_hub_publish: nothing sent on error.
+ */
+static int fifo_publish(cfd_ctx *ctx, const char *room, size_t room_len,
+                        uint32_t flags, const void *data, size_t len) {
+  daemon_t *d = (daemon_t *)(void *)ctx;
+  cf_envelope env;
+  int rv;
+  memset(&env, 0, sizeof(env));
+  env.origin = d->origin;
+  env.seq = d->fifo_seq + 1;
+  env.ts_ms = wall_ms(NULL);
+  env.room = room;
+  env.room_len = room_len;
+  env.flags = flags;
+  env.data = data;
+  env.len = len;
+  rv = cf_queue_publish(d->queue, &env);
+  if (rv == CF_OK)
+    d->fifo_seq++; /* no gap for receivers when the queue refused one */
+  return rv;
+}
+
+/* Logs each queue state change once, with the backend's detail when it
+ * is in trouble; never per message. */
+static void queue_watch_cb(struct ev_loop *loop, ev_check *w, int revents) {
+  daemon_t *d = w->data;
+  int st = cf_queue_state_get(d->queue);
+  int level = st == CF_QUEUE_DOWN       ? CFD_LOG_ERROR
+              : st == CF_QUEUE_DEGRADED ? CFD_LOG_WARN
+                                        : CFD_LOG_INFO;
+  (void)loop;
+  (void)revents;
+  if (st == d->queue_state)
+    return;
+  if (st == CF_QUEUE_DOWN || st == CF_QUEUE_DEGRADED)
+    cfd_log(level, "queue state", "queue", cf_queue_name(d->queue), "state",
+            cf_queue_state_name(st), "was", cf_queue_state_name(d->queue_state),
+            "detail", cf_queue_errmsg(d->queue), NULL);
+  else
+    cfd_log(level, "queue state", "queue", cf_queue_name(d->queue), "state",
+            cf_queue_state_name(st), "was", cf_queue_state_name(d->queue_state),
+            NULL);
+  d->queue_state = st;
+}
+
+static void queue_watch_start(daemon_t *d, struct ev_loop *loop) {
+  ev_check_init(&d->queue_watch, queue_watch_cb);
+  d->queue_watch.data = d;
+  d->queue_state = CF_QUEUE_STOPPED;
+  ev_check_start(loop, &d->queue_watch);
+  /* Start may already have moved it (the local queue is up at once). */
+  queue_watch_cb(loop, &d->queue_watch, 0);
 }
 
 /* Shutdown is over once no connection is left and the queue has
@@ -117,7 +272,9 @@ static int queue_open(daemon_t *d, const cfd_config *cfg) {
 static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   daemon_t *d = w->data;
   int qs = d->queue ? cf_queue_state_get(d->queue) : CF_QUEUE_STOPPED;
-  int queue_done = qs == CF_QUEUE_STOPPED || qs == CF_QUEUE_DOWN;
+  /* A backend that is down may still get its buffer out if the service
+   * comes back within the timeout, so only stopped ends the wait. */
+  int queue_done = qs == CF_QUEUE_STOPPED || d->flush_rv != CF_OK;
   (void)revents;
   if ((d->ctx.n_http == 0 && d->ctx.n_ws == 0 && queue_done) ||
       ev_now(loop) >= d->stop_at) {
@@ -147,8 +304,12 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents) {
   d->ctx.stopping = 1;
   cfd_server_stop(d->server);
   cf_hub_close_all(d->hub);
-  if (d->queue)
-    cf_queue_flush(d->queue, d->ctx.cfg->shutdown_timeout);
+  if (d->queue) {
+    d->flush_rv = cf_queue_flush(d->queue,
+                                 d->ctx.cfg->shutdown_timeout * FLUSH_SHARE);
+    if (d->flush_rv != CF_OK)
+      log_cf_error("cannot flush queue", d->flush_rv);
+  }
   d->stop_at = ev_now(loop) + d->ctx.cfg->shutdown_timeout;
   ev_timer_set(&d->drain, 0., DRAIN_POLL);
   ev_timer_start(loop, &d->drain);
@@ -170,6 +331,7 @@ static void teardown(daemon_t *d, struct ev_loop *loop) {
   ev_signal_stop(loop, &d->sigterm);
   ev_signal_stop(loop, &d->sigint);
   ev_timer_stop(loop, &d->drain);
+  ev_check_stop(loop, &d->queue_watch);
   cfd_server_free(d->server);
   cfd_ws_free_all(&d->ctx);
   if (d->hub && d->queue)
@@ -193,15 +355,22 @@ static int run(const cfd_config *cfg) {
   d.ctx.loop = loop;
   d.ctx.cfg = cfg;
   signals_start(&d, loop);
-  cfd_log(CFD_LOG_INFO, "starting", "version", cf_version_string(),
-          "queue", cfg->queue, NULL);
   rc = hub_open(&d, cfg);
+  if (rc == 0) {
+    char id[17];
+    snprintf(id, sizeof(id), "%016llx", (unsigned long long)d.origin);
+    cfd_log(CFD_LOG_INFO, "starting", "version", cf_version_string(),
+            "queue", cfg->queue, "instance", id, NULL);
+  }
   if (rc == 0 && queue_open(&d, cfg) != 0)
     rc = 1;
   if (rc == 0) {
+    queue_watch_start(&d, loop);
     rc = 1;
     d.ctx.hub = d.hub;
     d.ctx.queue = d.queue;
+    if (fifo_mode(cfg))
+      d.ctx.publish = fifo_publish;
     if (cfd_server_new(&d.server, &d.ctx) == 0) {
       ev_run(loop, 0);
       rc = 0;
