@@ -121,6 +121,59 @@ static void test_msg_limits(void **state) {
   assert_int_equal(tm.live, 0);
 }
 
+/* Characters SQS refuses (U+FFFE, U+FFFF) and ones past the BMP go as
+ * JSON escapes, and decode back to the same text. */
+static void test_msg_sqs_safe(void **state) {
+  static const char text[] = "a\xef\xbf\xbe" "b\xef\xbf\xbf" "c"
+                             "\xf0\x9f\x98\x80" "\\" "\xf4\x8f\xbf\xbf"
+                             "\xef\xbf\xbd" "\xe2\x82\xac";
+  cf_envelope e = {0x1, 2, 0, "r", 1, CF_MSG_TEXT, text, sizeof(text) - 1};
+  cf_envelope *back;
+  cf__sqs_msg *m;
+  size_t plain;
+  const unsigned char *p;
+
+  (void)state;
+  assert_int_equal(cf__envelope_encoded_len(&e, &plain), CF_OK);
+  assert_int_equal(cf__sqs_msg_new(&m, &e, CF__SQS_SIZE_MAX, &tm.mem),
+                   CF_OK);
+  assert_int_equal(m->len, strlen(m->body));
+  assert_int_equal(m->len, plain + 3 + 3 + 8 + 8);
+  assert_non_null(strstr(m->body, "\"data\":\"a\\ufffeb\\uffffc"
+                                  "\\ud83d\\ude00\\\\\\udbff\\udfff"
+                                  "\xef\xbf\xbd\xe2\x82\xac\""));
+  /* Nothing left outside what SQS takes, and nothing past the BMP. */
+  for (p = (const unsigned char *)m->body; *p; p++)
+    assert_true(*p < 0xf0 && *p >= 0x20);
+  assert_int_equal(cf__envelope_decode(&back, m->body, m->len, &tm.mem,
+                                       NULL), CF_OK);
+  assert_int_equal(back->len, sizeof(text) - 1);
+  assert_memory_equal(back->data, text, sizeof(text) - 1);
+  cf__envelope_free(back, &tm.mem);
+  cf__sqs_msg_unref(m, &tm.mem);
+
+  /* The limit applies to the escaped body. */
+  assert_int_equal(cf__sqs_msg_new(&m, &e, plain + 21, &tm.mem),
+                   CF_ERR_TOO_BIG);
+  assert_int_equal(cf__sqs_msg_new(&m, &e, plain + 22, &tm.mem), CF_OK);
+  cf__sqs_msg_unref(m, &tm.mem);
+  /* The second allocation failing leaves nothing behind. */
+  test_mem_init(&tm, 2);
+  assert_int_equal(cf__sqs_msg_new(&m, &e, CF__SQS_SIZE_MAX, &tm.mem),
+                   CF_ERR_NOMEM);
+  assert_int_equal(tm.live, 0);
+
+  /* Binary payloads are base64: never rewritten. */
+  test_mem_init(&tm, 0);
+  e.flags = CF_MSG_BINARY;
+  assert_int_equal(cf__envelope_encoded_len(&e, &plain), CF_OK);
+  assert_int_equal(cf__sqs_msg_new(&m, &e, CF__SQS_SIZE_MAX, &tm.mem),
+                   CF_OK);
+  assert_int_equal(m->len, plain);
+  cf__sqs_msg_unref(m, &tm.mem);
+  assert_int_equal(tm.live, 0);
+}
+
 /* --- batch limits ------------------------------------------------------ */
 
 static void test_ten_entries(void **state) {
@@ -387,6 +440,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test_setup(test_msg_encodes_once, setup),
     cmocka_unit_test_setup(test_msg_limits, setup),
+    cmocka_unit_test_setup(test_msg_sqs_safe, setup),
     cmocka_unit_test_setup(test_ten_entries, setup),
     cmocka_unit_test_setup(test_size_limit, setup),
     cmocka_unit_test_setup(test_copy_shares, setup),

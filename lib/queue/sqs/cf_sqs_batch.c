@@ -8,10 +8,75 @@
 
 /* --- messages -------------------------------------------------------- */
 
+/*
+ * SQS takes only #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD #x10000-#x10FFFF
+ * in a body (SNS delivering into SQS too), and some emulators refuse
+ * everything past the BMP. The encoder already escapes the C0 bytes;
+ * U+FFFE, U+FFFF and the code points past U+FFFF (4-byte UTF-8) are
+ * written as JSON \u escapes here, which every JSON reader turns back
+ * into the same text. They can only occur inside JSON strings of the
+ * body, so a byte-level rewrite is safe. Returns the bytes it adds.
+ */
+static size_t sqs_safe_extra(const unsigned char *p, size_t n) {
+  size_t i, extra = 0;
+
+  for (i = 0; i < n; i++) {
+    if (p[i] >= 0xf0)
+      extra += 12 - 4; /* two 6-byte escapes for 4 bytes */
+    else if (p[i] == 0xef && i + 2 < n && p[i + 1] == 0xbf &&
+             p[i + 2] >= 0xbe)
+      extra += 6 - 3;
+  }
+  return extra;
+}
+
+static char *put_u(char *w, unsigned cp) {
+  static const char hex[] = "0123456789abcdef";
+
+  w[0] = '\\';
+  w[1] = 'u';
+  w[2] = hex[(cp >> 12) & 15];
+  w[3] = hex[(cp >> 8) & 15];
+  w[4] = hex[(cp >> 4) & 15];
+  w[5] = hex[cp & 15];
+  return w + 6;
+}
+
+/* Rewrites b[0..n) in place, from the end, into n + extra bytes (+NUL);
+ * the input is valid UTF-8 (the encoder checked it). */
+static void sqs_safe_rewrite(char *b, size_t n, size_t extra) {
+  unsigned char *p = (unsigned char *)b;
+  char *w = b + n + extra;
+  size_t i = n;
+
+  *w = '\0';
+  while (i > 0) {
+    size_t start = i - 1, len;
+    while (start > 0 && (p[start] & 0xc0) == 0x80)
+      start--;
+    len = i - start;
+    if (len == 4) {
+      unsigned cp = ((p[start] & 7u) << 18) | ((p[start + 1] & 63u) << 12) |
+                    ((p[start + 2] & 63u) << 6) | (p[start + 3] & 63u);
+      w -= 12;
+      put_u(put_u(w, 0xd800 + ((cp - 0x10000) >> 10)),
+            0xdc00 + ((cp - 0x10000) & 0x3ff));
+    } else if (len == 3 && p[start] == 0xef && p[start + 1] == 0xbf &&
+               p[start + 2] >= 0xbe) {
+      w -= 6;
+      put_u(w, 0xffc0u | (p[start + 2] & 0x3fu));
+    } else {
+      w -= len;
+      memmove(w, b + start, len);
+    }
+    i = start;
+  }
+}
+
 int cf__sqs_msg_new(cf__sqs_msg **out, const cf_envelope *env,
                     size_t max_len, const cf_mem *mem) {
-  cf__sqs_msg *m;
-  size_t len, got;
+  cf__sqs_msg *m, *bigger;
+  size_t len, got, extra;
   int rv;
 
   *out = NULL;
@@ -27,6 +92,23 @@ int cf__sqs_msg_new(cf__sqs_msg **out, const cf_envelope *env,
   if (rv != CF_OK) {
     cf__free(mem, m);
     return rv;
+  }
+  /* Only text with such characters pays for a second pass. */
+  extra = env->flags == CF_MSG_TEXT
+              ? sqs_safe_extra((const unsigned char *)m->body, got) : 0;
+  if (extra > 0) {
+    if (got + extra > max_len) {
+      cf__free(mem, m);
+      return CF_ERR_TOO_BIG;
+    }
+    bigger = cf__realloc(mem, m, sizeof(*m) + got + extra + 1);
+    if (bigger == NULL) {
+      cf__free(mem, m);
+      return CF_ERR_NOMEM;
+    }
+    m = bigger;
+    sqs_safe_rewrite(m->body, got, extra);
+    got += extra;
   }
   cf_list_init(&m->link);
   m->refs = 1;
