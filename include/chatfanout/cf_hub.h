@@ -22,7 +22,12 @@
  * gets no more messages, and ops.close is called with CF_CLOSE_SLOW. A
  * client whose outbox cannot grow for lack of memory is cut off the same
  * way, with CF_CLOSE_NOMEM.
-
+ *
+ * History. Each room keeps its last `history` messages for joiners. All
+ * rooms together keep at most history_bytes: past it, history is dropped
+ * from the least recently used rooms first (rooms without members before
+ * rooms with members, each room's oldest messages first), and a room
+ * left with neither members nor history is freed.
  *
  * Re-entrancy. Callbacks (ops.wake, ops.close) run after the fan-out has
  * updated every outbox. From inside any callback it is safe to publish,
@@ -93,8 +98,11 @@ typedef struct cf_hub_config {
   uint32_t history;      /* messages kept per room for joiners; 0: none */
   uint32_t dedupe_window;/* ids remembered for dedupe; 0: 8192 */
   uint32_t max_rooms;    /* rooms held at once; 0: 100000 */
-  /* Wire bytes of history kept across all rooms; past it the least
-   * recently used idle rooms lose their history first. 0: 64 MiB. */
+  /* Wire bytes of history kept across all rooms, each kept message
+   * counting 256 bytes more; past it the least recently used rooms lose
+   * their oldest history first, rooms without members before the others.
+   * At least one largest message (max_message + 272). 0: 64 MiB, or
+   * that least value if it is larger. */
   size_t history_bytes;
   cf_framer_fn framer;   /* NULL: no header, wire bytes are the payload */
   /* Wall clock for envelope timestamps, ms since epoch; NULL: 0. */
@@ -129,7 +137,8 @@ typedef struct cf_client_ops {
  * Creates a hub. cfg may be NULL for all defaults. Returns CF_OK,
  * CF_ERR_VERSION, CF_ERR_INVALID (a limit out of range: client_buffer
  * too small for max_message, max_message over 1 GiB, history over 2^20,
- * dedupe_window over 2^24, or a cf_mem hook NULL) or CF_ERR_NOMEM.
+ * dedupe_window over 2^24, history_bytes (when not 0) too small for one
+ * max_message, or a cf_mem hook NULL) or CF_ERR_NOMEM.
  */
 CF_API int cf_hub_new(cf_hub **out, const cf_hub_config *cfg);
 
@@ -209,6 +218,9 @@ typedef struct cf_hub_stats {
   uint64_t queue_errors;     /* publishes the queue refused */
   uint64_t outbox_bytes;     /* bytes queued in all outboxes now (gauge) */
   uint64_t nomem_closes;     /* clients closed with CF_CLOSE_NOMEM */
+  /* History held now as counted against history_bytes: wire bytes plus
+   * 256 per kept message (gauge). */
+  uint64_t history_bytes;
 } cf_hub_stats;
 
 /*

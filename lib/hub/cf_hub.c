@@ -40,6 +40,26 @@ static int mem_check(const cf_mem *m) {
   return CF_OK;
 }
 
+/*
+ * The history budget must hold the largest message: a push drops older
+ * entries to make room for a new one, never the new one itself.
+ */
+static int hub_configure_history(cf_hub *h, const cf_hub_config *cfg) {
+  size_t least = h->max_message + CF_FRAME_HEADROOM_MAX +
+                 CF_HIST_ENTRY_COST;
+
+  if (cfg->history > CF_HUB_MAX_HISTORY)
+    return CF_ERR_INVALID;
+  if (cfg->history_bytes != 0 && cfg->history_bytes < least)
+    return CF_ERR_INVALID;
+  h->history_bytes = cfg->history_bytes;
+  if (h->history_bytes == 0)
+    h->history_bytes = least > CF_HUB_DEFAULT_HISTORY_BYTES
+                           ? least
+                           : CF_HUB_DEFAULT_HISTORY_BYTES;
+  return CF_OK;
+}
+
 /* Copies cfg into h with defaults; CF_ERR_INVALID when out of range. */
 static int hub_configure(cf_hub *h, const cf_hub_config *cfg) {
   h->client_buffer = cfg->client_buffer ? cfg->client_buffer
@@ -52,13 +72,12 @@ static int hub_configure(cf_hub *h, const cf_hub_config *cfg) {
   if (h->client_buffer < h->max_message + CF_FRAME_HEADROOM_MAX +
                              CF_OUTBOX_ENTRY_COST)
     return CF_ERR_INVALID;
-  if (cfg->history > CF_HUB_MAX_HISTORY ||
-      cfg->dedupe_window > CF_DEDUPE_WINDOW_MAX)
+  if (cfg->dedupe_window > CF_DEDUPE_WINDOW_MAX)
     return CF_ERR_INVALID;
   h->framer = cfg->framer;
   h->clock_ms = cfg->clock_ms;
   h->user_data = cfg->user_data;
-  return CF_OK;
+  return hub_configure_history(h, cfg);
 }
 
 static void hub_init_tables(cf_hub *h, const cf_hub_config *cfg) {
@@ -69,6 +88,7 @@ static void hub_init_tables(cf_hub *h, const cf_hub_config *cfg) {
   cf__rooms_init(&h->rooms, &h->mem,
                  cfg->max_rooms ? cfg->max_rooms : CF_HUB_DEFAULT_ROOMS,
                  cfg->history, key);
+  h->rooms.hist_limit = h->history_bytes;
   cf__dedupe_init(&h->dedupe, cfg->dedupe_window ? cfg->dedupe_window
                                                  : CF_HUB_DEFAULT_DEDUPE,
                   hub_random(&key[1]));
@@ -161,6 +181,7 @@ void cf_hub_get_stats(const cf_hub *h, cf_hub_stats *st, size_t size) {
     return;
   s = h->stats;
   s.rooms = h->rooms.count;
+  s.history_bytes = h->rooms.hist_bytes;
   memcpy(st, &s, size < sizeof(s) ? size : sizeof(s));
 }
 

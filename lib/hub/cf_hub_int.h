@@ -30,6 +30,7 @@
 #define CF_HUB_DEFAULT_ROOMS 100000u
 #define CF_HUB_MAX_MESSAGE ((size_t)1 << 30)
 #define CF_HUB_MAX_HISTORY (1u << 20)
+#define CF_HUB_DEFAULT_HISTORY_BYTES ((size_t)64 << 20)
 
 struct cf_client {
   cf_hub *hub;
@@ -50,6 +51,7 @@ struct cf_hub {
   uint64_t seq;            /* last seq published here */
   size_t client_buffer;    /* outbox cost limit per client */
   size_t max_message;      /* payload limit */
+  size_t history_bytes;    /* history budget for all rooms */
   cf_framer_fn framer;     /* may be NULL */
   uint64_t (*clock_ms)(void *user_data);
   void *user_data;         /* of framer and clock_ms */

@@ -1,10 +1,14 @@
 #include "cf_room.h"
 
+#include <stdint.h>
 #include <string.h>
 
 #include "cf_mem.h"
+#include "cf_msg.h"
 
 #define ROOMS_MIN_BUCKETS 16u
+/* Slots of a room's first history ring (fewer if history is smaller). */
+#define HIST_MIN_CAP 4u
 #define ROOMS_MAX_BUCKETS (1u << 24)
 
 /* --- SipHash-1-3 over the room name --------------------------------- */
@@ -69,25 +73,36 @@ void cf__rooms_init(cf_rooms *t, const cf_mem *mem, uint32_t max,
   t->mem = mem;
   t->max = max;
   t->history = history;
+  t->hist_limit = SIZE_MAX;
   t->key[0] = key[0];
   t->key[1] = key[1];
   cf_list_init(&t->idle);
+  cf_list_init(&t->busy);
+}
+
+static size_t hist_cost(const cf_msg *m) {
+  return cf__msg_wire_len(m) + CF_HIST_ENTRY_COST;
 }
 
 static void room_hist_clear(cf_rooms *t, cf_room *r) {
   uint32_t i;
 
-  for (i = 0; i < r->hist_count; i++)
-    cf_msg_unref(cf__room_hist_at(t, r, i));
+  for (i = 0; i < r->hist_count; i++) {
+    cf_msg *m = cf__room_hist_at(t, r, i);
+
+    t->hist_bytes -= hist_cost(m);
+    cf_msg_unref(m);
+  }
   cf__free(t->mem, r->hist);
   r->hist = NULL;
+  r->hist_cap = 0;
   r->hist_count = 0;
   r->hist_head = 0;
 }
 
 static void room_free(cf_rooms *t, cf_room *r) {
   room_hist_clear(t, r);
-  cf_list_remove(&r->idle_link);
+  cf_list_remove(&r->lru_link);
   cf__free(t->mem, r);
 }
 
@@ -195,7 +210,7 @@ static int rooms_make_space(cf_rooms *t) {
 
 /* Frees the least recently used idle room (there must be one). */
 static void rooms_evict(cf_rooms *t) {
-  cf_room *r = cf_container_of(t->idle.next, cf_room, idle_link);
+  cf_room *r = cf_container_of(t->idle.next, cf_room, lru_link);
 
   rooms_unlink(t, r);
   room_free(t, r);
@@ -236,7 +251,7 @@ int cf__rooms_insert(cf_rooms *t, cf_room *r, const char *name,
     rooms_grow(t);
   r->hash = room_hash(t->key, name, len);
   cf_list_init(&r->members);
-  cf_list_init(&r->idle_link);
+  cf_list_init(&r->lru_link);
   r->name_len = (uint8_t)len;
   memcpy(r->name, name, len);
   r->next = *rooms_chain(t, r->hash);
@@ -263,49 +278,138 @@ int cf__rooms_open(cf_rooms *t, const char *name, size_t len,
   return CF_OK;
 }
 
+/* Puts r at the most recently used end of its list, if it has history. */
+static void room_touch(cf_rooms *t, cf_room *r) {
+  cf_list_remove(&r->lru_link);
+  if (r->hist_count != 0)
+    cf_list_append(r->nmembers != 0 ? &t->busy : &t->idle, &r->lru_link);
+}
+
 int cf__room_settle(cf_rooms *t, cf_room *r) {
-  cf_list_remove(&r->idle_link);
-  if (r->nmembers != 0)
-    return 0;
-  if (r->hist_count == 0) {
+  if (r->nmembers == 0 && r->hist_count == 0) {
     rooms_unlink(t, r);
     room_free(t, r);
     return 1;
   }
-  cf_list_append(&t->idle, &r->idle_link);
+  room_touch(t, r);
   return 0;
 }
 
 /* --- History ----------------------------------------------------------- */
 
-int cf__room_hist_reserve(cf_rooms *t, cf_room *r) {
-  if (t->history == 0 || r->hist != NULL)
-    return CF_OK;
-  r->hist = cf__calloc(t->mem, t->history, sizeof(*r->hist));
-  return r->hist != NULL ? CF_OK : CF_ERR_NOMEM;
-}
-
-static uint32_t hist_slot(const cf_rooms *t, const cf_room *r, uint32_t i) {
+static uint32_t hist_slot(const cf_room *r, uint32_t i) {
   uint32_t s = r->hist_head + i;
 
-  return s >= t->history ? s - t->history : s;
+  return s >= r->hist_cap ? s - r->hist_cap : s;
+}
+
+/*
+ * Moves r's entries to a ring of cap slots (>= hist_count), oldest at
+ * slot 0. CF_OK or CF_ERR_NOMEM, r then unchanged.
+ */
+static int hist_resize(cf_rooms *t, cf_room *r, uint32_t cap) {
+  cf_msg **ring = cf__calloc(t->mem, cap, sizeof(*ring));
+  uint32_t i;
+
+  if (ring == NULL)
+    return CF_ERR_NOMEM;
+  for (i = 0; i < r->hist_count; i++)
+    ring[i] = r->hist[hist_slot(r, i)];
+  cf__free(t->mem, r->hist);
+  r->hist = ring;
+  r->hist_cap = cap;
+  r->hist_head = 0;
+  return CF_OK;
+}
+
+/*
+ * Rings grow by doubling up to `history` slots, so that rooms with few
+ * messages do not each hold a ring for the most (up to 2^20 slots).
+ */
+int cf__room_hist_reserve(cf_rooms *t, cf_room *r) {
+  uint32_t cap;
+
+  if (t->history == 0 || r->hist_count < r->hist_cap ||
+      r->hist_cap == t->history)
+    return CF_OK;
+  cap = r->hist_cap != 0 ? r->hist_cap : HIST_MIN_CAP / 2;
+  cap = cap > t->history / 2 ? t->history : cap * 2;
+  return hist_resize(t, r, cap);
+}
+
+/*
+ * A ring a quarter full is halved, so that ring memory follows the
+ * entries the budget lets a room keep. A failed shrink only keeps the
+ * bigger ring; at least a quarter of its slots are in use and paid for.
+ */
+static void hist_shrink(cf_rooms *t, cf_room *r) {
+  uint32_t cap = r->hist_cap / 2;
+
+  if (r->hist_count == 0) {
+    cf__free(t->mem, r->hist);
+    r->hist = NULL;
+    r->hist_cap = 0;
+    r->hist_head = 0;
+    return;
+  }
+  if (r->hist_cap > HIST_MIN_CAP && r->hist_count <= r->hist_cap / 4)
+    (void)hist_resize(t, r, cap);
+}
+
+/* Drops r's oldest entry. */
+static void hist_drop_oldest(cf_rooms *t, cf_room *r) {
+  cf_msg *m = r->hist[r->hist_head];
+
+  r->hist[r->hist_head] = NULL;
+  r->hist_head = hist_slot(r, 1);
+  r->hist_count--;
+  t->hist_bytes -= hist_cost(m);
+  cf_msg_unref(m);
+}
+
+/* The room whose history goes first, or NULL when none has any. */
+static cf_room *hist_victim(const cf_rooms *t) {
+  if (!cf_list_empty(&t->idle))
+    return cf_container_of(t->idle.next, cf_room, lru_link);
+  if (!cf_list_empty(&t->busy))
+    return cf_container_of(t->busy.next, cf_room, lru_link);
+  return NULL;
+}
+
+/*
+ * Drops oldest entries of the least recently used rooms until the table
+ * is within its budget. keep (just pushed to) is never emptied: its last
+ * entry fits the budget alone, so the loop ends before that anyway.
+ */
+static void hist_enforce(cf_rooms *t, cf_room *keep) {
+  cf_room *r;
+
+  while (t->hist_bytes > t->hist_limit && (r = hist_victim(t)) != NULL) {
+    if (r == keep && r->hist_count <= 1)
+      break;
+    hist_drop_oldest(t, r);
+    hist_shrink(t, r);
+    if (r->hist_count == 0)
+      cf__room_settle(t, r);
+  }
 }
 
 void cf__room_hist_push(cf_rooms *t, cf_room *r, cf_msg *m) {
   if (t->history == 0 || r->hist == NULL)
     return;
-  if (r->hist_count == t->history) {
-    cf_msg_unref(r->hist[r->hist_head]);
-    r->hist[r->hist_head] = cf_msg_ref(m);
-    r->hist_head = hist_slot(t, r, 1);
-    return;
-  }
-  r->hist[hist_slot(t, r, r->hist_count)] = cf_msg_ref(m);
+  if (r->hist_count == t->history)
+    hist_drop_oldest(t, r);
+  r->hist[hist_slot(r, r->hist_count)] = cf_msg_ref(m);
   r->hist_count++;
+  t->hist_bytes += hist_cost(m);
+  /* First, so that r is the last room the budget takes from. */
+  room_touch(t, r);
+  hist_enforce(t, r);
 }
 
 cf_msg *cf__room_hist_at(const cf_rooms *t, const cf_room *r, uint32_t i) {
-  return r->hist[hist_slot(t, r, i)];
+  (void)t;
+  return r->hist[hist_slot(r, i)];
 }
 
 /* --- Members ------------------------------------------------------------ */

@@ -10,6 +10,13 @@
  * A room lives while it has members or history. A room with history but
  * no members is "idle": it waits on an LRU list and is evicted, oldest
  * use first, when a new room is needed and max rooms are held.
+ *
+ * History memory is bounded for the whole table: every kept entry costs
+ * its wire bytes plus CF_HIST_ENTRY_COST, and once the sum passes
+ * hist_limit the oldest entries of the least recently used rooms go,
+ * idle rooms first, then rooms with members (a second LRU list). Each
+ * entry is dropped at most once, so a push stays O(1) amortized. Rings
+ * grow and shrink with their room's entries, so they stay bounded too.
  */
 #ifndef CF_ROOM_H
 #define CF_ROOM_H
@@ -17,6 +24,12 @@
 #include <chatfanout/cf_hub.h>
 
 #include "cf_list.h"
+
+/*
+ * What a history entry costs beyond its wire bytes: the message header,
+ * room name and headroom of its block, and its ring slot, rounded up.
+ */
+#define CF_HIST_ENTRY_COST 256u
 
 typedef struct cf_room cf_room;
 
@@ -32,10 +45,13 @@ struct cf_room {
   uint64_t hash;      /* of the name, kept for rehashing */
   cf_list members;    /* cf_member.room_link, in join order */
   uint32_t nmembers;
-  cf_list idle_link;  /* in cf_rooms.idle while idle; else unlinked */
+  /* With history: in cf_rooms.idle (no members) or cf_rooms.busy;
+   * unlinked while the room has no history. */
+  cf_list lru_link;
   cf_msg **hist;      /* ring of history entries; NULL until needed */
+  uint32_t hist_cap;  /* slots of hist, <= cf_rooms.history */
   uint32_t hist_head; /* slot of the oldest entry */
-  uint32_t hist_count;/* entries, <= cf_rooms.history */
+  uint32_t hist_count;/* entries, <= hist_cap */
   uint8_t name_len;   /* 1..CF_ROOM_MAX */
   char name[CF_ROOM_MAX];
 };
@@ -48,9 +64,13 @@ typedef struct cf_rooms {
   uint32_t max;       /* most rooms held at once, >= 1 */
   uint32_t history;   /* history entries per room; 0: none */
   cf_list idle;       /* idle rooms, least recently used first */
+  cf_list busy;       /* rooms with members and history, same order */
+  size_t hist_bytes;  /* cost of all entries (wire + CF_HIST_ENTRY_COST) */
+  size_t hist_limit;  /* most hist_bytes kept, >= one entry's cost */
   uint64_t key[2];    /* SipHash key */
 } cf_rooms;
 
+/* hist_limit starts unbounded; the owner sets it before any push. */
 void cf__rooms_init(cf_rooms *t, const cf_mem *mem, uint32_t max,
                     uint32_t history, const uint64_t key[2]);
 
@@ -92,19 +112,26 @@ int cf__rooms_insert(cf_rooms *t, cf_room *r, const char *name, size_t len);
 void cf__room_discard(cf_rooms *t, cf_room *r);
 
 /*
- * Call after a room lost members or gained history: frees it when it
- * has neither, makes it the most recently used idle room when it has
- * only history, takes it off the idle list when it has members.
+ * Call after a room was used (members changed, history added): frees it
+ * when it has neither members nor history, else makes it the most
+ * recently used room of its LRU list (if it has history).
  * Returns 1 if the room was freed.
  */
 int cf__room_settle(cf_rooms *t, cf_room *r);
 
-/* Allocates r's history ring if needed: CF_OK or CF_ERR_NOMEM. */
+/*
+ * Makes room in r's history ring for one more entry: CF_OK or
+ * CF_ERR_NOMEM (r unchanged).
+ */
 int cf__room_hist_reserve(cf_rooms *t, cf_room *r);
 
 /*
  * Appends a reference to m to r's history, dropping the oldest when
- * full. Needs a successful reserve first; does nothing when history is 0.
+ * full, makes r the most recently used room of its list, then drops
+ * entries hub-wide while over hist_limit (see above). Rooms left with
+ * neither members nor history are freed then, but never r: it keeps at
+ * least m. Needs a successful reserve first, and m's cost must be at
+ * most hist_limit; does nothing when history is 0.
  */
 void cf__room_hist_push(cf_rooms *t, cf_room *r, cf_msg *m);
 

@@ -170,6 +170,60 @@ static void test_history_ring(void **state) {
   cf__rooms_deinit(&t);
 }
 
+/* Cost of the one-byte entries msg() makes, as the budget counts it. */
+#define HCOST (1u + CF_HIST_ENTRY_COST)
+
+static void push_n(cf_rooms *t, cf_room *r, int n) {
+  int i;
+
+  for (i = 0; i < n; i++)
+    give_history(t, r);
+}
+
+/*
+ * Rings grow with a room's entries, and shrink when the budget takes
+ * them, so that ring memory stays in proportion to what is kept.
+ */
+static void test_hist_ring_follows_entries(void **state) {
+  cf_room *a, *b;
+  cf_msg *last;
+  cf_rooms t;
+
+  (void)state;
+  cf__rooms_init(&t, &tm.mem, 10, 1000, key);
+  assert_int_equal(cf__rooms_open(&t, "a", 1, 1, &a), CF_OK);
+  assert_true(a->hist_cap <= 4);
+  push_n(&t, a, 63);
+  last = msg("z");
+  assert_int_equal(cf__room_hist_reserve(&t, a), CF_OK);
+  cf__room_hist_push(&t, a, last);
+  cf__room_settle(&t, a);
+  assert_int_equal(a->hist_count, 64);
+  assert_int_equal(a->hist_cap, 64);
+  assert_int_equal(t.hist_bytes, 63 * HCOST + HCOST);
+  /* A budget of two entries: b's push takes all of a but its newest. */
+  t.hist_limit = 2 * HCOST;
+  assert_int_equal(cf__rooms_open(&t, "b", 1, 1, &b), CF_OK);
+  give_history(&t, b);
+  assert_int_equal(a->hist_count, 1);
+  assert_true(a->hist_cap <= 4);
+  assert_ptr_equal(cf__room_hist_at(&t, a, 0), last);
+  assert_int_equal(t.hist_bytes, 2 * HCOST);
+  /* The next one empties a, which has no members: it is freed. */
+  give_history(&t, b);
+  assert_null(cf__rooms_find(&t, "a", 1));
+  assert_int_equal(t.count, 1);
+  assert_int_equal(b->hist_count, 2);
+  /* A room alone trims itself, oldest first, never below one entry. */
+  t.hist_limit = HCOST;
+  give_history(&t, b);
+  assert_int_equal(b->hist_count, 1);
+  assert_int_equal(t.hist_bytes, HCOST);
+  cf_msg_unref(last);
+  cf__rooms_deinit(&t);
+  assert_int_equal(t.hist_bytes, 0);
+}
+
 static void test_lru_eviction_and_limit(void **state) {
   cf_room *a, *b, *c, *d, *x;
   cf_member mb;
@@ -274,7 +328,7 @@ static void test_prepare_insert_discard(void **state) {
 
   /* b was idle at prepare; it is in use by insert time. */
   assert_int_equal(cf__rooms_prepare(&t, 1, &a), CF_OK);
-  cf_list_remove(&b->idle_link);
+  cf_list_remove(&b->lru_link);
   assert_int_equal(cf__rooms_insert(&t, a, "d", 1), CF_ERR_LIMIT);
   assert_null(cf__rooms_find(&t, "d", 1));
   assert_int_equal(t.count, 2);
@@ -424,6 +478,7 @@ int main(void) {
       T(test_open_find_settle),
       T(test_many_rooms_rehash),
       T(test_history_ring),
+      T(test_hist_ring_follows_entries),
       T(test_lru_eviction_and_limit),
       T(test_open_nomem_unchanged),
       T(test_prepare_insert_discard),
