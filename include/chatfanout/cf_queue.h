@@ -105,8 +105,11 @@ typedef struct cf_queue_ops {
   int (*start)(void *impl);
   /*
    * Queue env for the other instances. Must copy what it keeps and never
-   * call callbacks synchronously. CF_ERR_QUEUE_FULL when the bounded
-   * outgoing buffer is full.
+   * call callbacks synchronously. All or nothing: on error nothing is
+   * kept. CF_ERR_QUEUE_FULL when the bounded outgoing buffer is full,
+   * CF_ERR_TOO_BIG over the backend's message size, CF_ERR_INVALID for
+   * what its wire form cannot carry, CF_ERR_CLOSED while flushing or
+   * stopped if it refuses publishes then, CF_ERR_NOMEM.
    */
   int (*publish)(void *impl, const cf_envelope *env);
   /*
@@ -142,13 +145,49 @@ CF_API void cf_queue_free(cf_queue *q);
 CF_API int cf_queue_set_callbacks(cf_queue *q, const cf_queue_callbacks *cbs,
                                   void *user_data);
 
-/* Starts the backend. CF_ERR_STATE if already started. */
+/*
+ * Starts the backend: it connects and receives until cf_queue_flush().
+ * States are reported through on_state, possibly from inside this call.
+ * A queue may be started again once it has reported CF_QUEUE_STOPPED.
+ * Returns CF_OK; CF_ERR_INVALID (q NULL); CF_ERR_CLOSED (cf_queue_free()
+ * is pending, called from a callback); CF_ERR_STATE (already started and
+ * not stopped since, or the backend is still stopping); or the backend's
+ * error (e.g. CF_ERR_NOMEM), after which q is not started.
+ */
 CF_API int cf_queue_start(cf_queue *q);
 
-/* Hands env to the backend (see cf_queue_ops.publish). */
+/*
+ * Hands env to the backend for the other instances (see
+ * cf_queue_ops.publish); env is borrowed for the call only. Never blocks
+ * nor calls back; allowed before cf_queue_start(). All or nothing: on
+ * error the envelope is not kept and reaches no one. Every call counts
+ * in stats.published or stats.publish_errors.
+ * Returns CF_OK;
+ * CF_ERR_INVALID: q or env NULL, or env malformed (room NULL or not
+ *   1..CF_ROOM_MAX bytes, origin or seq 0, flags not CF_MSG_TEXT or
+ *   CF_MSG_BINARY, data NULL with len > 0); a network backend also
+ *   refuses what its wire form cannot carry (seq or ts_ms over
+ *   INT64_MAX, room bytes outside 0x21-0x7e, text that is not UTF-8);
+ * CF_ERR_CLOSED: cf_queue_free() is pending, or the backend refuses
+ *   publishes from cf_queue_flush() on (sqs: until started again);
+ * CF_ERR_QUEUE_FULL: the bounded outgoing buffer is full (local: a
+ *   receiver would go over its max_pending);
+ * CF_ERR_TOO_BIG: the encoded envelope is over the backend's limit;
+ * CF_ERR_NOMEM; or another error of the backend's (see its errmsg).
+ */
 CF_API int cf_queue_publish(cf_queue *q, const cf_envelope *env);
 
-/* Flushes and stops (see cf_queue_ops.flush). */
+/*
+ * Flushes and stops (see cf_queue_ops.flush): stops receiving, sends
+ * what is buffered for at most timeout seconds, drops the rest, then
+ * reports CF_QUEUE_STOPPED (local: first delivers what is pending for
+ * q, all from inside this call; network backends: later, from the
+ * loop). Flushing a queue not started, or already flushing, returns
+ * CF_OK (a second flush may only shorten the wait).
+ * Returns CF_OK; CF_ERR_INVALID (q NULL, timeout negative or NaN);
+ * CF_ERR_CLOSED (cf_queue_free() is pending, called from a callback);
+ * or the backend's error.
+ */
 CF_API int cf_queue_flush(cf_queue *q, double timeout);
 
 /* Current state (a cf_queue_state). */
