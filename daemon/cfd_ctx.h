@@ -26,6 +26,11 @@ typedef struct cfd_ctx {
   unsigned n_http;        /* connections in the HTTP phase */
   unsigned n_ws;          /* WebSocket connections, closing included */
   struct cfd_ws *ws_head; /* every WebSocket connection */
+  /* Connections whose outbox has bytes and no EV_WRITE armed. ws_flush
+   * writes them once per loop iteration, before the loop blocks; it is
+   * started only while ws_dirty is not empty (cfd_ws.c). */
+  struct cfd_ws *ws_dirty;
+  ev_prepare ws_flush;
   /* Publishes a client's message (cf_hub_publish()'s contract); NULL:
    * cf_hub_publish(). Set by main() when the instance's own messages
    * must take the queue path (SQS FIFO). */

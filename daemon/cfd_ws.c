@@ -1,6 +1,7 @@
 #include "cfd_ws.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,7 +16,11 @@
 #include "cfd_peer.h"
 #include "cfd_utf8.h"
 
-#define WS_IOV_MAX 64           /* iovecs per writev */
+#ifdef IOV_MAX
+#define WS_IOV_MAX IOV_MAX      /* iovecs per writev: what the kernel takes */
+#else
+#define WS_IOV_MAX 1024
+#endif
 #define WS_READ_BUDGET 65536u   /* bytes read per wakeup, for fairness */
 #define WS_CLOSE_TIMEOUT 5.0    /* seconds to get our close frame out */
 #define WS_LINGER_TIMEOUT 2.0   /* seconds to wait for the peer's EOF */
@@ -28,13 +33,23 @@
  */
 enum { WS_OPEN, WS_CLOSING, WS_LINGER };
 
+/*
+ * Writing. A wake (or any other new output) only puts the connection on
+ * ctx->ws_dirty; the ev_prepare ws_flush then writes every dirty
+ * connection once per loop iteration, before the loop blocks, so a
+ * burst of messages costs one writev per client and no epoll_ctl. Only
+ * a socket that is full gets EV_WRITE (wio), stopped once the outbox is
+ * empty. A connection is on the dirty list or has wio active, not both.
+ */
 typedef struct cfd_ws {
   struct cfd_ws *prev, *next; /* ctx->ws_head list */
+  struct cfd_ws *dirty_next;  /* ctx->ws_dirty list */
+  struct cfd_ws **dirty_pprev;/* NULL: not on it */
   cfd_ctx *ctx;
   cf_client *client;
   wslay_event_context_ptr ws;
   ev_io rio;
-  ev_io wio;            /* active while the outbox has bytes */
+  ev_io wio;            /* active while the socket is full */
   ev_timer timer;       /* OPEN: ping/idle; later: close deadline */
   double last_rx;       /* ev_now() of the last byte received */
   double last_ping;     /* ev_now() of the last ping sent */
@@ -56,10 +71,55 @@ static double mono_now(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* --- the dirty list ---------------------------------------------------- */
+
+static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents);
+
+static void dirty_del(cfd_ws *c) {
+  cfd_ctx *ctx = c->ctx;
+  if (c->dirty_pprev == NULL)
+    return;
+  *c->dirty_pprev = c->dirty_next;
+  if (c->dirty_next != NULL)
+    c->dirty_next->dirty_pprev = c->dirty_pprev;
+  c->dirty_next = NULL;
+  c->dirty_pprev = NULL;
+  /* A stopped prepare is off libev's list: an idle loop pays nothing. */
+  if (ctx->ws_dirty == NULL)
+    ev_prepare_stop(ctx->loop, &ctx->ws_flush);
+}
+
+/*
+ * c has output: have ws_flush write it before the loop blocks. Not
+ * while wio is active (write_cb comes when the socket has room) nor
+ * after everything was written (LINGER).
+ */
+static void want_write(cfd_ws *c) {
+  cfd_ctx *ctx = c->ctx;
+  if (c->dirty_pprev != NULL || ev_is_active(&c->wio) ||
+      c->state == WS_LINGER)
+    return;
+  if (ctx->ws_dirty == NULL) {
+    /* (Re)initialised only while stopped; the zeroed ctx needs it once.
+     * Lowest priority: it runs after any other prepare watcher, which
+     * might still add output. */
+    ev_prepare_init(&ctx->ws_flush, flush_cb);
+    ev_set_priority(&ctx->ws_flush, EV_MINPRI);
+    ctx->ws_flush.data = ctx;
+    ev_prepare_start(ctx->loop, &ctx->ws_flush);
+  }
+  c->dirty_next = ctx->ws_dirty;
+  if (ctx->ws_dirty != NULL)
+    ctx->ws_dirty->dirty_pprev = &c->dirty_next;
+  c->dirty_pprev = &ctx->ws_dirty;
+  ctx->ws_dirty = c;
+}
+
 /* --- lifetime ---------------------------------------------------------- */
 
 static void ws_free(cfd_ws *c) {
   cfd_ctx *ctx = c->ctx;
+  dirty_del(c);
   ev_io_stop(ctx->loop, &c->rio);
   ev_io_stop(ctx->loop, &c->wio);
   ev_timer_stop(ctx->loop, &c->timer);
@@ -129,7 +189,7 @@ static void closing_begin(cfd_ws *c, int code) {
   }
   log_close(c, level, "ws close", code, why);
   timer_arm(c, WS_CLOSE_TIMEOUT);
-  ev_io_start(c->ctx->loop, &c->wio);
+  want_write(c);
 }
 
 /*
@@ -142,7 +202,7 @@ static void ws_fail(cfd_ws *c, uint16_t code, const char *why) {
     return;
   c->close_why = why;
   wslay_event_shutdown_read(c->ws);
-  ev_io_start(c->ctx->loop, &c->wio);
+  want_write(c);
 }
 
 /*
@@ -238,7 +298,7 @@ static ssize_t send_cb(wslay_event_context_ptr ws, const uint8_t *data,
     wslay_event_set_error(ws, WSLAY_ERR_CALLBACK_FAILURE);
     return -1;
   }
-  ev_io_start(c->ctx->loop, &c->wio);
+  want_write(c);
   return (ssize_t)len;
 }
 
@@ -310,13 +370,12 @@ static void on_frame_start_cb(
 /* --- hub callbacks ----------------------------------------------------- */
 
 static void hub_wake(cf_client *cl, void *ud) {
-  cfd_ws *c = ud;
   (void)cl;
-  ev_io_start(c->ctx->loop, &c->wio);
+  want_write(ud);
 }
 
 /* May run inside any hub call, even this client's own publish: only
- * queue the close here; the write watcher sends it. */
+ * queue the close here; ws_flush sends it. */
 static void hub_close(cf_client *cl, int reason, void *ud) {
   cfd_ws *c = ud;
   (void)cl;
@@ -383,40 +442,91 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents) {
     ws_free(c);
 }
 
-static void write_cb(struct ev_loop *loop, ev_io *w, int revents) {
-  cfd_ws *c = w->data;
+/*
+ * Writes the outbox until it is empty or the socket is full. Returns 1
+ * when everything went out, 0 when the socket is full, -1 when c was
+ * freed (the peer is gone).
+ */
+static int ws_write(cfd_ws *c) {
   struct iovec iov[WS_IOV_MAX];
+  size_t want;
   ssize_t n;
-  int cnt;
-  (void)revents;
-  if (c->state == WS_LINGER) {
-    ev_io_stop(loop, &c->wio);
-    return;
-  }
-  if (ws_pump(c) != 0) {
-    ws_free(c);
-    return;
-  }
+  int cnt, i;
   for (;;) {
     cnt = cf_client_iov(c->client, iov, WS_IOV_MAX);
-    if (cnt == 0) {
-      ev_io_stop(loop, &c->wio);
-      if (c->state == WS_CLOSING)
-        linger_begin(c);
-      return;
-    }
+    if (cnt <= 0) /* (never negative for a valid client) */
+      return 1;
+    for (want = 0, i = 0; i < cnt; i++)
+      want += iov[i].iov_len;
     n = writev(c->rio.fd, iov, cnt);
     if (n < 0) {
       if (errno == EINTR)
         continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK)
-        return;
+        return 0;
       log_close(c, CFD_LOG_DEBUG, "ws disconnect", 1006, strerror(errno));
       ws_free(c);
-      return;
+      return -1;
     }
     cf_client_consume(c->client, (size_t)n);
+    /* A short write means the socket buffer is full: trying again now
+     * would only earn an EAGAIN. */
+    if ((size_t)n < want)
+      return 0;
   }
+}
+
+/*
+ * Moves wslay's output to the outbox and writes it; arms wio when the
+ * socket is full, stops it when the outbox is empty. Produces no new
+ * output after its last write, so c can leave the dirty list after it.
+ * Returns -1 when c was freed.
+ */
+static int ws_flush(cfd_ws *c) {
+  struct ev_loop *loop = c->ctx->loop;
+  int rv;
+  if (c->state == WS_LINGER) {
+    ev_io_stop(loop, &c->wio);
+    return 0;
+  }
+  if (ws_pump(c) != 0) {
+    ws_free(c);
+    return -1;
+  }
+  if ((rv = ws_write(c)) < 0)
+    return -1;
+  if (rv == 0) {
+    ev_io_start(loop, &c->wio);
+    return 0;
+  }
+  ev_io_stop(loop, &c->wio);
+  if (c->state == WS_CLOSING)
+    linger_begin(c);
+  return 0;
+}
+
+/*
+ * Once per loop iteration. c stays on the list while it is flushed, so
+ * output it produces meanwhile (wslay frames) does not queue it twice;
+ * it leaves after, or when ws_free() unlinks it. Each pass removes the
+ * head, so the loop ends.
+ */
+static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
+  cfd_ctx *ctx = w->data;
+  cfd_ws *c;
+  (void)loop;
+  (void)revents;
+  while ((c = ctx->ws_dirty) != NULL) {
+    if (ws_flush(c) == 0)
+      dirty_del(c);
+  }
+}
+
+static void write_cb(struct ev_loop *loop, ev_io *w, int revents) {
+  cfd_ws *c = w->data;
+  (void)loop;
+  (void)revents;
+  ws_flush(c);
 }
 
 static double next_deadline(const cfd_ws *c, double now) {
@@ -500,6 +610,7 @@ static int ws_attach(cfd_ws *c, const cfd_route *rt) {
 }
 
 static void ws_abort(cfd_ws *c) {
+  dirty_del(c);
   ev_io_stop(c->ctx->loop, &c->wio);
   cf_client_free(c->client);
   wslay_event_context_free(c->ws);
@@ -554,7 +665,7 @@ int cfd_ws_start(cfd_ctx *ctx, int fd, const cfd_route *rt,
   ws_link(c);
   c->last_rx = c->last_ping = ev_now(ctx->loop);
   ev_io_start(ctx->loop, &c->rio);
-  ev_io_start(ctx->loop, &c->wio);
+  want_write(c); /* the 101 and the history */
   if (next_deadline(c, c->last_rx) >= 0)
     timer_arm(c, next_deadline(c, c->last_rx));
   /* Frames that came with the head would not wake the read watcher. */
