@@ -27,7 +27,8 @@
  * rooms together keep at most history_bytes: past it, history is dropped
  * from the least recently used rooms first (rooms without members before
  * rooms with members, each room's oldest messages first), and a room
- * left with neither members nor history is freed.
+ * left with neither members nor history is freed. A room is used when a
+ * message is kept in it and when a client joins or leaves it.
  *
  * Re-entrancy. Callbacks (ops.wake, ops.close) run after the fan-out has
  * updated every outbox. From inside any callback it is safe to publish,
