@@ -88,6 +88,17 @@ typedef size_t (*cf_framer_fn)(uint8_t *buf, uint32_t flags, size_t len,
  *   cf_hub *hub;
  *   int rv = cf_hub_new(&hub, &cfg);
  */
+/*
+ * CF_HUB_OWN_VIA_QUEUE: a publish goes only to the attached queue, and
+ * this instance's clients get it when the queue hands it back, like
+ * every other instance's. Use it with a queue that gives all instances
+ * one order (an SQS FIFO cluster), so that local clients see that order
+ * too. Own-origin envelopes from the queue are then delivered (still
+ * deduplicated), not dropped. Without a queue, publishes fail with
+ * CF_ERR_STATE.
+ */
+#define CF_HUB_OWN_VIA_QUEUE 0x1u
+
 #define CF_HUB_CONFIG_VERSION 1u
 typedef struct cf_hub_config {
   uint32_t version;      /* CF_HUB_CONFIG_VERSION */
@@ -105,6 +116,7 @@ typedef struct cf_hub_config {
    * At least one largest message (max_message + 272). 0: 64 MiB, or
    * that least value if it is larger. */
   size_t history_bytes;
+  uint32_t flags;        /* CF_HUB_* flags below; 0 for none */
   cf_framer_fn framer;   /* NULL: no header, wire bytes are the payload */
   /* Wall clock for envelope timestamps, ms since epoch; NULL: 0. */
   uint64_t (*clock_ms)(void *user_data);
