@@ -3,22 +3,52 @@
  * with one write(2): lines of at most PIPE_BUF bytes never interleave
  * when several processes share a pipe, and nothing is allocated, so
  * logging still works when memory runs out.
+ *
+ * The log must never stall the event loop, even when nobody reads the
+ * pipe or socket stderr goes to: a line that cannot be written at once
+ * is dropped and counted. O_NONBLOCK is never set on the descriptor we
+ * were given, because its open file description is shared with the
+ * parent and siblings (a shell, a supervisor) that expect blocking
+ * writes. Instead (see out_choose): a socket gets MSG_DONTWAIT per
+ * send; a pipe or FIFO is reopened through /proc/self/fd, which makes a
+ * new open file description of our own that can be non-blocking; when
+ * that fails, and for terminals and other devices, poll() with a zero
+ * timeout checks for room first (a pipe that polls writable takes a
+ * PIPE_BUF write without blocking). Regular files are written plainly.
  */
 #include "cfd_log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+enum out_mode {
+  OUT_PLAIN, /* write(2): regular files, or already non-blocking */
+  OUT_SOCK,  /* send(2) with MSG_DONTWAIT */
+  OUT_POLL   /* poll(2) for room, then write(2) */
+};
 
 static struct {
   int level;
   int format;
-  int fd;
-} g_log = {CFD_LOG_INFO, CFD_LOG_TEXT, 2};
+  int fd;          /* where lines go, as set; not owned */
+  int out;         /* what is written to: fd or our reopen; -1: unset */
+  int own;         /* out is our reopen of fd, closed on a change */
+  int mode;        /* enum out_mode */
+  uint64_t dropped;/* lines not written (or not whole), ever */
+  /* The end of a line a stream socket took only the start of; it goes
+   * out before any later line, so the stream stays whole lines. */
+  size_t carry_len;
+  char carry[CFD_LOG_LINE_MAX];
+} g_log = {CFD_LOG_INFO, CFD_LOG_TEXT, 2, -1, 0, OUT_PLAIN, 0, 0, {0}};
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -28,12 +58,118 @@ static int clamp_level(int level) {
   return level > CFD_LOG_DEBUG ? CFD_LOG_DEBUG : level;
 }
 
+/* ---- output ----------------------------------------------------------- */
+
+/* Picks how g_log.fd is written without ever blocking; see the top. */
+static void out_choose(void) {
+  struct stat st;
+  char path[64];
+  int fl, fd;
+  g_log.out = g_log.fd;
+  g_log.own = 0;
+  g_log.mode = OUT_PLAIN;
+  g_log.carry_len = 0;
+  if (g_log.fd < 0 || fstat(g_log.fd, &st) != 0 || S_ISREG(st.st_mode))
+    return;
+  if (S_ISSOCK(st.st_mode)) {
+    g_log.mode = OUT_SOCK;
+    return;
+  }
+  fl = fcntl(g_log.fd, F_GETFL);
+  if (fl >= 0 && (fl & O_NONBLOCK))
+    return;
+  if (S_ISFIFO(st.st_mode)) {
+    snprintf(path, sizeof path, "/proc/self/fd/%d", g_log.fd);
+    fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd >= 0) {
+      g_log.out = fd;
+      g_log.own = 1;
+      return;
+    }
+  }
+  g_log.mode = OUT_POLL;
+}
+
+static void out_release(void) {
+  if (g_log.own)
+    close(g_log.out);
+  g_log.out = -1;
+  g_log.own = 0;
+  g_log.carry_len = 0;
+}
+
+/* One write that does not block: bytes written, or -1 (errno set). */
+static ssize_t out_write(const char *p, size_t n) {
+  struct pollfd pfd;
+  ssize_t w;
+  do {
+    if (g_log.mode == OUT_SOCK) {
+      w = send(g_log.out, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    } else if (g_log.mode == OUT_POLL) {
+      pfd.fd = g_log.out;
+      pfd.events = POLLOUT;
+      pfd.revents = 0;
+      w = poll(&pfd, 1, 0);
+      if (w == 0) {
+        errno = EAGAIN;
+        w = -1;
+      } else if (w > 0) {
+        w = write(g_log.out, p, n);
+      }
+    } else {
+      w = write(g_log.out, p, n);
+    }
+  } while (w < 0 && errno == EINTR);
+  return w;
+}
+
+/* Sends what is left of an earlier line; 0 once nothing is left. */
+static int carry_flush(void) {
+  ssize_t w;
+  if (g_log.carry_len == 0)
+    return 0;
+  w = out_write(g_log.carry, g_log.carry_len);
+  if (w <= 0)
+    return -1;
+  g_log.carry_len -= (size_t)w;
+  memmove(g_log.carry, g_log.carry + w, g_log.carry_len);
+  return g_log.carry_len == 0 ? 0 : -1;
+}
+
+static void write_line(const char *p, size_t n) {
+  ssize_t w;
+  if (g_log.out < 0 && g_log.fd >= 0)
+    out_choose();
+  if (carry_flush() != 0) {
+    g_log.dropped++;
+    return;
+  }
+  w = out_write(p, n);
+  if (w < 0) {
+    g_log.dropped++; /* full, or nowhere to write: never block or spin */
+    return;
+  }
+  if ((size_t)w < n) {
+    g_log.carry_len = n - (size_t)w;
+    memcpy(g_log.carry, p + w, g_log.carry_len);
+  }
+}
+
 void cfd_log_setup(int level, int format) {
   g_log.level = clamp_level(level);
   g_log.format = format == CFD_LOG_JSON ? CFD_LOG_JSON : CFD_LOG_TEXT;
+  if (g_log.out < 0 && g_log.fd >= 0)
+    out_choose();
 }
 
-void cfd_log_set_fd(int fd) { g_log.fd = fd; }
+void cfd_log_set_fd(int fd) {
+  out_release();
+  g_log.fd = fd;
+  if (fd >= 0)
+    out_choose();
+}
+
+uint64_t cfd_log_dropped(void) { return g_log.dropped; }
 
 int cfd_log_enabled(int level) { return clamp_level(level) <= g_log.level; }
 
@@ -318,20 +454,6 @@ static void line_start(line *l, int json, int level, const char *msg) {
   put_text_value(l, msg);
 }
 
-static void write_line(int fd, const char *p, size_t n) {
-  ssize_t w;
-  while (n > 0) {
-    w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return; /* nowhere to report it; never block or spin */
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-}
-
 void cfd_log(int level, const char *msg, ...) {
   line l;
   va_list ap;
@@ -351,6 +473,6 @@ void cfd_log(int level, const char *msg, ...) {
   }
   va_end(ap);
   put_tail(&l, json ? "}\n" : "\n");
-  write_line(g_log.fd, l.buf, l.len);
+  write_line(l.buf, l.len);
   errno = saved;
 }

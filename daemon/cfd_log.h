@@ -3,6 +3,7 @@
 #define CFD_LOG_H
 
 #include <stddef.h> /* NULL, which ends every cfd_log() call */
+#include <stdint.h>
 
 enum cfd_log_level {
   CFD_LOG_ERROR = 0,
@@ -16,14 +17,30 @@ enum cfd_log_format { CFD_LOG_TEXT = 0, CFD_LOG_JSON = 1 };
 #define CFD_LOG_LINE_MAX 4096 /* bytes per line, newline included */
 #define CFD_LOG_VALUE_MAX 1024 /* bytes of one escaped value */
 
-/* Sets the threshold and format; lines above level are not written. */
+/*
+ * Sets the threshold and format; lines above level are not written.
+ * Also decides, once per descriptor, how lines are written without
+ * blocking: a pipe or FIFO is reopened through /proc/self/fd as a
+ * private non-blocking open file description (kept open, close-on-exec),
+ * a socket is sent to with MSG_DONTWAIT, other non-files are polled for
+ * room first. The flags of the descriptor itself (shared with whoever
+ * else holds it) are never changed.
+ */
 void cfd_log_setup(int level, int format);
 
 /*
- * Sets the descriptor lines are written to (default 2, stderr); for
- * tests. The descriptor stays owned by the caller.
+ * Sets the descriptor lines are written to (default 2, stderr), for
+ * tests; prepares it as cfd_log_setup() does. The descriptor stays
+ * owned by the caller; a private reopen of the previous one is closed.
  */
 void cfd_log_set_fd(int fd);
+
+/*
+ * Lines dropped since start because the descriptor could not take them
+ * at once (full pipe or socket buffer) or the write failed. Logging
+ * never blocks: such a line is dropped, never waited for.
+ */
+uint64_t cfd_log_dropped(void);
 
 /* Would a line at level be written? Lets callers skip costly fields. */
 int cfd_log_enabled(int level);
@@ -45,7 +62,11 @@ int cfd_log_format_parse(const char *s);
  * UTC with milliseconds. Each line is one write(2) of at most
  * CFD_LOG_LINE_MAX bytes (atomic on a pipe): a value over
  * CFD_LOG_VALUE_MAX bytes, or one that does not fit, is cut and ends
- * with "...", and fields that no longer fit are dropped.
+ * with "...", and fields that no longer fit are dropped. A line that
+ * does not fit in the pipe or socket at once is dropped and counted
+ * (cfd_log_dropped()); when a stream socket takes only part of a line,
+ * the rest goes first at the next call, so the stream stays whole
+ * lines.
  * Level names: error, warn, info, debug; out-of-range levels clamp.
  */
 void cfd_log(int level, const char *msg, ...)

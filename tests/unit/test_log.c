@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -415,6 +417,162 @@ static void test_errno_kept(void **state) {
   no_line();
 }
 
+/* ---- never blocking ---------------------------------------------------- */
+
+#define FLOOD 3000 /* lines of about 100 bytes: far more than 64 KiB */
+
+/* Logs FLOOD numbered lines into fd that nobody reads; a blocking write
+ * would hang here, and SIGALRM would end the test as a failure. */
+static uint64_t flood(int fd) {
+  uint64_t before;
+  char n[16], pad[80];
+  int i;
+  memset(pad, 'p', sizeof pad - 1);
+  pad[sizeof pad - 1] = '\0';
+  cfd_log_set_fd(fd);
+  cfd_log_setup(CFD_LOG_DEBUG, CFD_LOG_TEXT);
+  before = cfd_log_dropped();
+  alarm(10);
+  for (i = 0; i < FLOOD; i++) {
+    snprintf(n, sizeof n, "%d", i);
+    cfd_log(CFD_LOG_INFO, "flood", "n", n, "pad", pad, NULL);
+  }
+  alarm(0);
+  return cfd_log_dropped() - before;
+}
+
+static char g_acc[1 << 20];
+static size_t g_acc_len;
+
+/* Appends everything fd has now (it is non-blocking) to g_acc. */
+static void read_all(int fd) {
+  ssize_t r;
+  while ((r = read(fd, g_acc + g_acc_len, sizeof g_acc - 1 - g_acc_len)) >
+         0)
+    g_acc_len += (size_t)r;
+  g_acc[g_acc_len] = '\0';
+}
+
+/*
+ * Checks that g_acc (then emptied) is whole "flood" lines with
+ * increasing n; returns how many, *last the last n.
+ */
+static int acc_lines(int *last) {
+  char *p, *nl, *buf = g_acc;
+  size_t len = g_acc_len;
+  int count = 0, n;
+  g_acc_len = 0;
+  *last = -1;
+  for (p = buf; p < buf + len; p = nl + 1) {
+    nl = strchr(p, '\n');
+    assert_non_null(nl);
+    check_ts(p);
+    assert_memory_equal(p + 24, " info flood n=", 14);
+    n = atoi(p + 38);
+    assert_true(n > *last);
+    *last = n;
+    count++;
+  }
+  return count;
+}
+
+static int read_lines(int fd, int *last) {
+  read_all(fd);
+  return acc_lines(last);
+}
+
+/* A connected TCP pair on loopback with small buffers. */
+static void tcp_pair(int sv[2]) {
+  struct sockaddr_in a;
+  socklen_t alen = sizeof a;
+  int l = socket(AF_INET, SOCK_STREAM, 0), small = 4096;
+  assert_true(l >= 0);
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(l, 1), 0);
+  assert_int_equal(getsockname(l, (struct sockaddr *)&a, &alen), 0);
+  sv[1] = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(sv[1] >= 0);
+  setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  assert_int_equal(connect(sv[1], (struct sockaddr *)&a, sizeof a), 0);
+  sv[0] = accept(l, NULL, NULL);
+  assert_true(sv[0] >= 0);
+  setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  close(l);
+}
+
+static void test_full_pipe_drops(void **state) {
+  int p[2], got, last, fl;
+  uint64_t dropped;
+  (void)state;
+  assert_int_equal(pipe(p), 0);
+  assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+  dropped = flood(p[1]);
+  assert_true(dropped > 0);
+  got = read_lines(p[0], &last);
+  assert_true(got > 0);
+  assert_int_equal((uint64_t)got + dropped, FLOOD);
+  /* Our descriptor, shared with whoever else holds it, stays blocking. */
+  fl = fcntl(p[1], F_GETFL);
+  assert_true(fl >= 0 && !(fl & O_NONBLOCK));
+  /* Once read, lines get through again. */
+  dropped = cfd_log_dropped();
+  cfd_log(CFD_LOG_INFO, "flood", "n", "999999", NULL);
+  assert_int_equal(read_lines(p[0], &last), 1);
+  assert_int_equal(last, 999999);
+  assert_int_equal(cfd_log_dropped(), dropped);
+  cfd_log_set_fd(g_sv[1]);
+  close(p[0]);
+  close(p[1]);
+}
+
+/*
+ * A stream socket may take part of a line: the rest must go out before
+ * the next line, and what was not sent at all is counted.
+ */
+static void test_full_stream_socket_drops(void **state) {
+  int sv[2], got, last, fl;
+  uint64_t dropped;
+  (void)state;
+  tcp_pair(sv);
+  assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
+  dropped = flood(sv[1]);
+  assert_true(dropped > 0);
+  fl = fcntl(sv[1], F_GETFL);
+  assert_true(fl >= 0 && !(fl & O_NONBLOCK));
+  usleep(100000); /* loopback delivery */
+  read_all(sv[0]);
+  if (g_acc_len > 0 && g_acc[g_acc_len - 1] != '\n')
+    print_message("(a line was cut by the full socket)\n");
+  cfd_log(CFD_LOG_INFO, "flood", "n", "999999", NULL);
+  usleep(100000);
+  read_all(sv[0]);
+  got = acc_lines(&last);
+  assert_int_equal(last, 999999);
+  assert_int_equal((uint64_t)got + dropped, FLOOD + 1);
+  cfd_log_set_fd(g_sv[1]);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+/* A write that fails (here: a bad descriptor) counts as dropped. */
+static void test_failed_write_counts(void **state) {
+  uint64_t before = cfd_log_dropped();
+  (void)state;
+  cfd_log_set_fd(-1);
+  cfd_log(CFD_LOG_ERROR, "lost", NULL);
+  cfd_log(CFD_LOG_ERROR, "lost", NULL);
+  assert_int_equal(cfd_log_dropped() - before, 2);
+  /* Lines above the level were never meant to be written. */
+  cfd_log_setup(CFD_LOG_ERROR, CFD_LOG_TEXT);
+  cfd_log(CFD_LOG_INFO, "not written", NULL);
+  assert_int_equal(cfd_log_dropped() - before, 2);
+  cfd_log_set_fd(g_sv[1]);
+  no_line();
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup(test_text_basic, reset),
@@ -428,6 +586,9 @@ int main(void) {
       cmocka_unit_test_setup(test_limit_sweep, reset),
       cmocka_unit_test_setup(test_long_key_and_msg, reset),
       cmocka_unit_test_setup(test_errno_kept, reset),
+      cmocka_unit_test_setup(test_full_pipe_drops, reset),
+      cmocka_unit_test_setup(test_full_stream_socket_drops, reset),
+      cmocka_unit_test_setup(test_failed_write_counts, reset),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
