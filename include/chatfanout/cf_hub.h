@@ -14,7 +14,8 @@
  * messages in one and the same order. The message is first handed to the
  * attached queue (if any) for the other instances; envelopes arriving from
  * the queue are delivered locally once: duplicates (same origin and seq)
- * within the dedupe window and the instance's own messages are dropped.
+ * within the dedupe window and the instance's own messages are dropped
+ * (with CF_HUB_OWN_VIA_QUEUE own messages go the queue's way instead).
  *
  * Backpressure. Each outbox is bounded in bytes (client_buffer). A client
  * that would go over it is a slow consumer: its queued whole messages are
@@ -95,7 +96,10 @@ typedef size_t (*cf_framer_fn)(uint8_t *buf, uint32_t flags, size_t len,
  * one order (an SQS FIFO cluster), so that local clients see that order
  * too. Own-origin envelopes from the queue are then delivered (still
  * deduplicated), not dropped. Without a queue, publishes fail with
- * CF_ERR_STATE.
+ * CF_ERR_STATE. The queue must hand an instance its own messages back:
+ * the SQS backend in FIFO mode does; the local backend never does, so
+ * over a local bus a publisher's own clients would never get its
+ * messages. The framer then runs when the message comes back.
  */
 #define CF_HUB_OWN_VIA_QUEUE 0x1u
 
@@ -151,7 +155,8 @@ typedef struct cf_client_ops {
  * CF_ERR_VERSION, CF_ERR_INVALID (a limit out of range: client_buffer
  * too small for max_message, max_message over 1 GiB, history over 2^20,
  * dedupe_window over 2^24, history_bytes (when not 0) too small for one
- * max_message, or a cf_mem hook NULL) or CF_ERR_NOMEM.
+ * max_message, a flags bit this version does not know, or a cf_mem hook
+ * NULL) or CF_ERR_NOMEM.
  */
 CF_API int cf_hub_new(cf_hub **out, const cf_hub_config *cfg);
 
@@ -184,7 +189,9 @@ CF_API int cf_hub_attach_queue(cf_hub *hub, cf_queue *q);
  * instance's publishes in local delivery order, also those made from
  * inside wake callbacks. data is copied once into the shared message;
  * the caller may reuse it on return. Local delivery happens before
- * return (ops.wake calls included).
+ * return (ops.wake calls included). With CF_HUB_OWN_VIA_QUEUE the queue
+ * alone gets the message: nothing is delivered or kept here until it
+ * comes back through cf_hub_deliver().
  *
  * Room names are 1..CF_ROOM_MAX bytes of printable ASCII without space
  * (0x21-0x7e), everywhere in this API.
@@ -195,7 +202,8 @@ CF_API int cf_hub_attach_queue(cf_hub *hub, cf_queue *q);
  * CF_ERR_NOMEM, CF_ERR_CALLBACK (the framer overflowed), CF_ERR_CLOSED
  * (cf_hub_free() is pending), CF_ERR_QUEUE_FULL (the queue's outgoing
  * buffer is full, e.g. the cluster has been unreachable for long) or
- * another error of the queue's. Any error means the message reached no
+ * another error of the queue's, or CF_ERR_STATE (CF_HUB_OWN_VIA_QUEUE
+ * and no queue attached). Any error means the message reached no
  * one, here or elsewhere: the sender should be told. stats.queue_errors
  * counts the queue's refusals.
  */
@@ -205,8 +213,10 @@ CF_API int cf_hub_publish(cf_hub *hub, const char *room, size_t room_len,
 /*
  * Delivers an envelope received from elsewhere, as the attached queue
  * does: dropped (returning CF_OK) if it is a duplicate or this instance's
- * own. Useful for transports bridging another bus. Same codes as publish,
- * without the queue ones, plus CF_ERR_INVALID for origin or seq 0.
+ * own (own ones only without CF_HUB_OWN_VIA_QUEUE; with it they are
+ * delivered once like any other). Useful for transports bridging another
+ * bus. Same codes as publish, without the queue ones, plus
+ * CF_ERR_INVALID for origin or seq 0.
  */
 CF_API int cf_hub_deliver(cf_hub *hub, const cf_envelope *env);
 

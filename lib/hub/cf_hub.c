@@ -74,6 +74,10 @@ static int hub_configure(cf_hub *h, const cf_hub_config *cfg) {
     return CF_ERR_INVALID;
   if (cfg->dedupe_window > CF_DEDUPE_WINDOW_MAX)
     return CF_ERR_INVALID;
+  /* An unknown bit is a feature the caller counts on and would not get. */
+  if ((cfg->flags & ~CF_HUB_FLAGS_KNOWN) != 0)
+    return CF_ERR_INVALID;
+  h->flags = cfg->flags;
   h->framer = cfg->framer;
   h->clock_ms = cfg->clock_ms;
   h->user_data = cfg->user_data;
@@ -222,19 +226,24 @@ int cf_hub_attach_queue(cf_hub *h, cf_queue *q) {
   return CF_OK;
 }
 
-static int hub_queue_publish(cf_hub *h, const cf_msg *m) {
-  cf_envelope env;
-  int rv;
+/* Hands env to the attached queue (there must be one), counting. */
+static int hub_queue_send(cf_hub *h, const cf_envelope *env) {
+  int rv = cf_queue_publish(h->queue, env);
 
-  if (h->queue == NULL)
-    return CF_OK;
-  cf__msg_envelope(m, &env);
-  rv = cf_queue_publish(h->queue, &env);
   if (rv == CF_OK)
     h->stats.queue_published++;
   else
     h->stats.queue_errors++;
   return rv;
+}
+
+static int hub_queue_publish(cf_hub *h, const cf_msg *m) {
+  cf_envelope env;
+
+  if (h->queue == NULL)
+    return CF_OK;
+  cf__msg_envelope(m, &env);
+  return hub_queue_send(h, &env);
 }
 
 /* --- Publish and deliver -------------------------------------------------- */
@@ -367,6 +376,38 @@ static int hub_publish(cf_hub *h, const char *room, size_t room_len,
   return CF_OK;
 }
 
+/*
+ * CF_HUB_OWN_VIA_QUEUE: the queue is the only way, local clients included,
+ * so no shared message is built and nothing is delivered or kept here;
+ * that happens in cf_hub_deliver() when the queue hands the envelope
+ * back, in its place among the other instances' messages. The seq is
+ * spent only once the queue took the envelope, as on the direct path.
+ * Nothing calls back, so there is nothing to drain.
+ */
+static int hub_publish_via_queue(cf_hub *h, const char *room,
+                                 size_t room_len, uint32_t flags,
+                                 const void *data, size_t len) {
+  cf_envelope env;
+  int rv;
+
+  if (h->queue == NULL)
+    return CF_ERR_STATE;
+  env.origin = h->instance_id;
+  env.seq = h->seq + 1;
+  env.ts_ms = h->clock_ms != NULL ? h->clock_ms(h->user_data) : 0;
+  env.room = room;
+  env.room_len = room_len;
+  env.flags = flags;
+  env.data = data;
+  env.len = len;
+  rv = hub_queue_send(h, &env);
+  if (rv != CF_OK)
+    return rv;
+  h->seq++;
+  h->stats.published++;
+  return CF_OK;
+}
+
 int cf_hub_publish(cf_hub *h, const char *room, size_t room_len,
                    uint32_t flags, const void *data, size_t len) {
   int rv;
@@ -377,7 +418,10 @@ int cf_hub_publish(cf_hub *h, const char *room, size_t room_len,
   if (rv != CF_OK)
     return rv;
   cf__hub_enter(h);
-  rv = hub_publish(h, room, room_len, flags, data, len);
+  if (h->flags & CF_HUB_OWN_VIA_QUEUE)
+    rv = hub_publish_via_queue(h, room, room_len, flags, data, len);
+  else
+    rv = hub_publish(h, room, room_len, flags, data, len);
   cf__hub_leave(h);
   return rv;
 }
@@ -418,7 +462,12 @@ int cf_hub_deliver(cf_hub *h, const cf_envelope *env) {
                  env->len);
   if (rv != CF_OK)
     return rv;
-  if (env->origin == h->instance_id ||
+  /*
+   * Own messages were delivered at publish, unless they are meant to
+   * come back through the queue: then they are ids like any other.
+   */
+  if ((env->origin == h->instance_id &&
+       !(h->flags & CF_HUB_OWN_VIA_QUEUE)) ||
       cf__dedupe_has(&h->dedupe, env->origin, env->seq)) {
     h->stats.duplicates++;
     return CF_OK;

@@ -32,6 +32,9 @@
 #define CF_HUB_MAX_HISTORY (1u << 20)
 #define CF_HUB_DEFAULT_HISTORY_BYTES ((size_t)64 << 20)
 
+/* Every cf_hub_config.flags bit this version knows. */
+#define CF_HUB_FLAGS_KNOWN CF_HUB_OWN_VIA_QUEUE
+
 struct cf_client {
   cf_hub *hub;
   cf_client_ops ops;
@@ -52,6 +55,7 @@ struct cf_hub {
   size_t client_buffer;    /* outbox cost limit per client */
   size_t max_message;      /* payload limit */
   size_t history_bytes;    /* history budget for all rooms */
+  uint32_t flags;          /* CF_HUB_* from the config, fixed */
   cf_framer_fn framer;     /* may be NULL */
   uint64_t (*clock_ms)(void *user_data);
   void *user_data;         /* of framer and clock_ms */

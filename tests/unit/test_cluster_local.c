@@ -2,7 +2,8 @@
  * Two hubs linked over a real local bus, as two instances of a cluster:
  * a publish reaches the own clients at once and the other instance's
  * when its loop timer fires, exactly once, never echoed back; the other
- * instance keeps it in history.
+ * instance keeps it in history. With CF_HUB_OWN_VIA_QUEUE the bus shows
+ * why that flag needs a backend that loops own messages back.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -116,12 +117,13 @@ static cf_queue_stats qstats(const cf_queue *q) {
   return st;
 }
 
-static void node_up(node *n, uint64_t id) {
+static void node_up(node *n, uint64_t id, uint32_t flags) {
   cf_hub_config cfg;
 
   memset(&cfg, 0, sizeof(cfg));
   cfg.version = CF_HUB_CONFIG_VERSION;
   cfg.instance_id = id;
+  cfg.flags = flags;
   cfg.history = 10;
   cfg.mem = &tm.mem;
   assert_int_equal(cf_hub_new(&n->hub, &cfg), CF_OK);
@@ -140,10 +142,14 @@ static void node_down(node *n) {
 
 /* The cluster is made and unmade inside each test: cmocka wants a
  * test's blocks freed by the test itself. */
-static void cluster_up(void) {
+static void cluster_up_flags(uint32_t flags) {
   assert_int_equal(cf_queue_bus_new(&bus, &tm.mem), CF_OK);
-  node_up(&A, ID_A);
-  node_up(&B, ID_B);
+  node_up(&A, ID_A, flags);
+  node_up(&B, ID_B, flags);
+}
+
+static void cluster_up(void) {
+  cluster_up_flags(0);
 }
 
 static void cluster_down(void) {
@@ -275,12 +281,63 @@ static void test_both_ways(void **state) {
   cluster_down();
 }
 
+/*
+ * CF_HUB_OWN_VIA_QUEUE needs a backend that hands an instance its own
+ * messages back, as SQS FIFO does. The local bus never does: with the
+ * flag, each publish reaches only the other instance's clients, never
+ * the publisher's own. This shows the rule; it is no way to run.
+ */
+static void test_own_via_queue_needs_loopback(void **state) {
+  cf_envelope e;
+  tc a1, b1;
+
+  (void)state;
+  cluster_up_flags(CF_HUB_OWN_VIA_QUEUE);
+  tc_new(&a1, A.hub, "r");
+  tc_new(&b1, B.hub, "r");
+  assert_int_equal(pub(A.hub, "r", "from-a"), CF_OK);
+  assert_int_equal(pub(B.hub, "r", "from-b"), CF_OK);
+  /* Nothing at once: the queue is the only way in. */
+  assert_int_equal(a1.wakes + b1.wakes, 0);
+  assert_int_equal(fake_loop_advance(&fl, 0), 2);
+  tc_got_is(&a1, "from-b|");
+  tc_got_is(&b1, "from-a|");
+  /* The bus sends nobody their own: nothing more ever comes. */
+  assert_int_equal(fake_loop_advance(&fl, 1.0), 0);
+  tc_got_is(&a1, "from-b|");
+  tc_got_is(&b1, "from-a|");
+  assert_int_equal(stats(A.hub).published, 1);
+  assert_int_equal(stats(A.hub).queue_published, 1);
+  assert_int_equal(stats(A.hub).received, 1);
+  assert_int_equal(qstats(A.q).received, 1);
+  history_is(A.hub, "r", "from-b|");
+
+  /* What a backend with loopback would add: A's own envelope, handed
+   * back to A, is delivered there once. */
+  memset(&e, 0, sizeof(e));
+  e.origin = ID_A;
+  e.seq = 1;
+  e.room = "r";
+  e.room_len = 1;
+  e.data = "from-a";
+  e.len = 6;
+  assert_int_equal(cf_hub_deliver(A.hub, &e), CF_OK);
+  assert_int_equal(cf_hub_deliver(A.hub, &e), CF_OK);
+  tc_got_is(&a1, "from-b|from-a|");
+  assert_int_equal(stats(A.hub).duplicates, 1);
+  history_is(A.hub, "r", "from-b|from-a|");
+  cf_client_free(a1.c);
+  cf_client_free(b1.c);
+  cluster_down();
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
   const struct CMUnitTest tests[] = {
       T(test_publish_reaches_both_once),
       T(test_history_without_members),
       T(test_both_ways),
+      T(test_own_via_queue_needs_loopback),
   };
 #undef T
 
