@@ -305,14 +305,40 @@ static int room_char(unsigned char c) {
   return is_alnum(c) || c == '_' || c == '.' || c == '-';
 }
 
-static int room_valid(const char *s, size_t len) {
-  size_t i;
-  if (len == 0 || len > CF_ROOM_MAX)
-    return 0;
-  for (i = 0; i < len; i++)
-    if (!room_char((unsigned char)s[i]))
-      return 0;
-  return 1;
+static int hex_digit(unsigned char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  c |= 0x20; /* ASCII lower case */
+  return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/*
+ * Percent-decodes a room value into out; 0 or 400. Only characters that
+ * may appear in a room name may be encoded (so "%41" is "A"): anything
+ * else decoded, and a '%' without two hex digits, is a bad request.
+ */
+static int room_decode(const char *v, size_t len, cfd_route *out) {
+  size_t i = 0, n = 0;
+  unsigned char c;
+  while (i < len) {
+    c = (unsigned char)v[i++];
+    if (c == '%') {
+      if (len - i < 2 || hex_digit((unsigned char)v[i]) < 0 ||
+          hex_digit((unsigned char)v[i + 1]) < 0)
+        return 400;
+      c = (unsigned char)(hex_digit((unsigned char)v[i]) << 4 |
+                          hex_digit((unsigned char)v[i + 1]));
+      i += 2;
+    }
+    if (!room_char(c) || n == CF_ROOM_MAX)
+      return 400;
+    out->room[n++] = (char)c;
+  }
+  if (n == 0)
+    return 400;
+  out->room[n] = '\0';
+  out->room_len = n;
+  return 0;
 }
 
 /* Finds room= in the query; 0 or 400. Absent means the lobby. */
@@ -334,12 +360,7 @@ static int parse_room(const char *q, size_t len, cfd_route *out) {
     if (p < end)
       p++;
   }
-  if (!room_valid(val, vlen))
-    return 400;
-  memcpy(out->room, val, vlen);
-  out->room[vlen] = '\0';
-  out->room_len = vlen;
-  return 0;
+  return room_decode(val, vlen, out);
 }
 
 /* An authority split into host and port. */
@@ -391,45 +412,69 @@ static int has_any(const char *s, size_t len, const char *set) {
   return 0;
 }
 
-/* Is Origin the same origin as Host (scheme default ports applied)? */
-static int same_origin(const cfd_http_header *origin,
-                       const cfd_http_header *host) {
+/* Length of an http:// or https:// prefix of s (7 or 8), else 0; *def
+ * gets the scheme's default port (-1 for none). */
+static size_t http_scheme(const char *s, size_t len, long *def) {
+  *def = -1;
+  if (len >= 7 && strncasecmp(s, "http://", 7) == 0) {
+    *def = 80;
+    return 7;
+  }
+  if (len >= 8 && strncasecmp(s, "https://", 8) == 0) {
+    *def = 443;
+    return 8;
+  }
+  return 0;
+}
+
+/*
+ * The host the request was sent to, for the same-origin check: the
+ * authority of an absolute-form target (RFC 9112 3.2.2: it replaces
+ * Host), else the Host header's value.
+ */
+typedef struct req_host {
+  const char *s;
+  size_t len;
+  long def; /* default port of the target's scheme; -1: unknown (Host) */
+} req_host;
+
+/*
+ * Is Origin the same origin as the request's host? Host and port are
+ * compared (case-insensitive host), not the scheme: the listener is
+ * plain HTTP, but behind a TLS proxy https://h is this same server. A
+ * port left out is the scheme's default (for a Host header, that of
+ * the Origin's scheme).
+ */
+static int same_origin(const cfd_http_header *origin, const req_host *rh) {
   const char *o = origin->value;
   size_t olen = origin->value_len, skip;
   long def;
   authority ao, ah;
-  if (olen > 7 && strncasecmp(o, "http://", 7) == 0) {
-    skip = 7;
-    def = 80;
-  } else if (olen > 8 && strncasecmp(o, "https://", 8) == 0) {
-    skip = 8;
-    def = 443;
-  } else {
+  if ((skip = http_scheme(o, olen, &def)) == 0)
     return 0; /* "null", other schemes */
-  }
   o += skip;
   olen -= skip;
   /* An origin is scheme://host[:port]: no path, query or userinfo. */
   if (has_any(o, olen, "/?#@\\ \t") ||
-      has_any(host->value, host->value_len, "/?#@\\ \t"))
+      has_any(rh->s, rh->len, "/?#@\\ \t"))
     return 0;
   if (split_authority(o, olen, &ao) != 0 ||
-      split_authority(host->value, host->value_len, &ah) != 0)
+      split_authority(rh->s, rh->len, &ah) != 0)
     return 0;
   if (ao.port < 0)
     ao.port = def;
   if (ah.port < 0)
-    ah.port = def;
+    ah.port = rh->def >= 0 ? rh->def : def;
   return ao.port == ah.port && ao.host_len == ah.host_len &&
          strncasecmp(ao.host, ah.host, ao.host_len) == 0;
 }
 
 static int origin_allowed(const cfd_http_header *origin,
-                          const cfd_http_header *host,
+                          const req_host *rh,
                           const cfd_origin_policy *policy) {
   size_t i;
   if (policy == NULL || policy->n_allowed == 0 || policy->allowed == NULL)
-    return same_origin(origin, host);
+    return same_origin(origin, rh);
   for (i = 0; i < policy->n_allowed; i++) {
     const char *a = policy->allowed[i];
     if (a == NULL)
@@ -469,20 +514,70 @@ static int check_upgrade(const cfd_http_request *req, cfd_route *out,
   return 0;
 }
 
+/* A request-target split for routing. */
+typedef struct target {
+  const char *path;  /* "/" for an absolute-form target without path */
+  size_t path_len;
+  const char *query; /* after '?', "" when there is none */
+  size_t query_len;
+  const char *auth;  /* absolute-form: its authority; else NULL */
+  size_t auth_len;
+  long auth_def;     /* absolute-form: the scheme's default port */
+} target;
+
+/*
+ * Splits origin-form "/path?query" or absolute-form
+ * "http[s]://authority/path?query" (RFC 9112 3.2.2). Returns 0, or 400
+ * for an absolute-form target whose authority is empty, holds userinfo
+ * or is malformed. Any other form is left whole as a path (no route
+ * matches it: 404).
+ */
+static int split_target(const char *t, size_t len, target *out) {
+  const char *end = t + len, *p, *q;
+  size_t skip = http_scheme(t, len, &out->auth_def);
+  authority a;
+  out->auth = NULL;
+  out->auth_len = 0;
+  if (skip > 0) {
+    out->auth = t + skip;
+    for (p = out->auth; p < end && *p != '/' && *p != '?'; p++)
+      ;
+    out->auth_len = (size_t)(p - out->auth);
+    if (has_any(out->auth, out->auth_len, "@#") ||
+        split_authority(out->auth, out->auth_len, &a) != 0)
+      return 400;
+    t = p;
+  }
+  q = memchr(t, '?', (size_t)(end - t));
+  out->path = t;
+  out->path_len = (size_t)((q ? q : end) - t);
+  out->query = q ? q + 1 : "";
+  out->query_len = q ? (size_t)(end - q - 1) : 0;
+  if (skip > 0 && out->path_len == 0) {
+    out->path = "/";
+    out->path_len = 1;
+  }
+  return 0;
+}
+
 static int route_ws(const cfd_http_request *req,
-                    const cfd_origin_policy *policy, const char *query,
-                    size_t query_len, cfd_route *out) {
+                    const cfd_origin_policy *policy, const target *tg,
+                    cfd_route *out) {
   const cfd_http_header *key, *origin, *host;
+  req_host rh;
   size_t n_origin;
   int rc;
   if ((rc = check_upgrade(req, out, &key)) != 0 ||
-      (rc = parse_room(query, query_len, out)) != 0)
+      (rc = parse_room(tg->query, tg->query_len, out)) != 0)
     return rc;
   n_origin = count_headers(req, "Origin", &origin);
   if (n_origin > 1)
     return 400;
   count_headers(req, "Host", &host);
-  if (n_origin == 1 && !origin_allowed(origin, host, policy))
+  rh.s = tg->auth ? tg->auth : host->value;
+  rh.len = tg->auth ? tg->auth_len : host->value_len;
+  rh.def = tg->auth ? tg->auth_def : -1;
+  if (n_origin == 1 && !origin_allowed(origin, &rh, policy))
     return 403;
   cfd_ws_accept_key(key->value, key->value_len, out->accept);
   if (out->accept[0] == '\0')
@@ -527,21 +622,17 @@ static int method_is(const cfd_http_request *req, const char *m) {
 
 int cfd_http_route(const cfd_http_request *req,
                    const cfd_origin_policy *policy, cfd_route *out) {
-  const char *q;
-  size_t path_len, query_len = 0;
+  target tg;
   int kind, is_head;
   if (out == NULL)
     return 400;
   memset(out, 0, sizeof *out);
   out->extra = "";
-  if (req == NULL || req->target == NULL)
+  if (req == NULL || req->target == NULL ||
+      split_target(req->target, req->target_len, &tg) != 0)
     return 400;
-  q = memchr(req->target, '?', req->target_len);
-  path_len = q ? (size_t)(q - req->target) : req->target_len;
-  if (q != NULL)
-    query_len = req->target_len - path_len - 1;
   /* The path decides first: a POST to an unknown path is still 404. */
-  kind = path_kind(req->target, path_len);
+  kind = path_kind(tg.path, tg.path_len);
   if (kind == 0)
     return 404;
   is_head = method_is(req, "HEAD");
@@ -556,7 +647,7 @@ int cfd_http_route(const cfd_http_request *req,
     return 405;
   }
   if (kind == CFD_ROUTE_WS)
-    return route_ws(req, policy, q ? q + 1 : "", query_len, out);
+    return route_ws(req, policy, &tg, out);
   if (!host_ok(req))
     return 400;
   out->kind = kind;

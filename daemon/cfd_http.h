@@ -105,6 +105,12 @@ typedef struct cfd_origin_policy {
  * could not be computed: OpenSSL failed). An upgrade over HTTP/1.0 is
  * 400. On every return out->extra holds the header lines to add (see
  * cfd_route); the other fields of out are only meaningful on 0.
+ * The target is origin-form (/path?query) or absolute-form
+ * (http[s]://authority/path?query, RFC 9112 3.2.2; scheme in any case,
+ * an empty path is /). An absolute-form authority that is empty, holds
+ * userinfo or is malformed is 400, before anything else; otherwise it
+ * takes the place of Host's value in the Origin check (the Host header
+ * rules below still apply). Other forms match no path.
  * Paths are matched exactly, before the method: an unknown path is 404
  * whatever the method. The query string is ignored except room= on /ws.
  * GET/HEAD of /, /healthz, /metrics is 400 without a Host header in
@@ -116,13 +122,19 @@ typedef struct cfd_origin_policy {
  * one Sec-WebSocket-Version equal to 13 (400 + version header), room
  * (400), Origin (at most one, else 400; refused: 403).
  * Room: query parameter room=, 1-64 of [A-Za-z0-9_.-], default "lobby";
- * percent-encoding is not decoded (an encoded name is simply invalid);
- * room given twice or empty is 400; other parameters are ignored.
+ * the value is percent-decoded and each decoded character must be one
+ * of those too (%41 is A); a malformed escape is 400, as is a room
+ * given twice or empty; other parameters are ignored (the name room= is
+ * matched as sent).
  * Origin: no Origin header is allowed. With policy->n_allowed > 0 the
  * value must equal one entry byte for byte, or an entry is "*". With
  * none (or policy NULL) only a same-origin request passes: Origin is
- * http:// or https:// then host[:port] equal to Host, case-insensitive,
- * a missing port meaning the scheme's default (80/443).
+ * http:// or https:// then host[:port] equal to Host (or the
+ * absolute-form authority), case-insensitive, a missing port meaning
+ * the scheme's default (80/443): the Origin's scheme's for both sides,
+ * except that an absolute-form target's own scheme sets its default.
+ * The schemes themselves are not compared: behind a TLS proxy an
+ * https:// page is this same plain-HTTP server.
  */
 int cfd_http_route(const cfd_http_request *req,
                    const cfd_origin_policy *policy, cfd_route *out);

@@ -497,7 +497,10 @@ static void test_route_404_405(void **state) {
       {"GET //ws HTTP/1.1\r\n\r\n", 404, ""},
       {"GET /ws#x HTTP/1.1\r\n\r\n", 404, ""},
       {"GET * HTTP/1.1\r\n\r\n", 404, ""},
-      {"GET http://a/ HTTP/1.1\r\n\r\n", 404, ""},
+      {"GET ftp://a/ HTTP/1.1\r\n\r\n", 404, ""},
+      {"GET http:/a/ HTTP/1.1\r\n\r\n", 404, ""},
+      {"GET http://a/nope HTTP/1.1\r\n\r\n", 404, ""},
+      {"POST http://a/ HTTP/1.1\r\n\r\n", 405, "Allow: GET, HEAD\r\n"},
       {"POST / HTTP/1.1\r\n\r\n", 405, "Allow: GET, HEAD\r\n"},
       {"DELETE /metrics HTTP/1.1\r\n\r\n", 405, "Allow: GET, HEAD\r\n"},
       {"OPTIONS /healthz?x HTTP/1.1\r\n\r\n", 405, "Allow: GET, HEAD\r\n"},
@@ -535,6 +538,82 @@ static void test_route_ws_ok(void **state) {
   expect_ws("/ws", H_HOST "Upgrade: websocket\r\nConnection: keep-alive\r\n"
                    "Connection: Upgrade\r\n" H_KEY H_VER,
             "lobby");
+}
+
+/* RFC 9112 3.2.2: an absolute-form target routes on its path. */
+static void test_route_absolute_form(void **state) {
+  static const struct {
+    const char *head;
+    int kind, head_only;
+  } ok[] = {
+      {"GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n", CFD_ROUTE_PAGE, 0},
+      {"GET http://a HTTP/1.1\r\nHost: a\r\n\r\n", CFD_ROUTE_PAGE, 0},
+      {"GET http://a?x=1 HTTP/1.1\r\nHost: a\r\n\r\n", CFD_ROUTE_PAGE, 0},
+      {"HEAD HTTP://A:8080/healthz?x HTTP/1.1\r\nHost: a\r\n\r\n",
+       CFD_ROUTE_HEALTH, 1},
+      {"GET https://[::1]:9/metrics HTTP/1.0\r\n\r\n", CFD_ROUTE_METRICS,
+       0},
+      /* The authority, not Host, names the origin; Host is still
+       * required by HTTP/1.1 and its value ignored. */
+      {"GET http://a/ HTTP/1.1\r\nHost: b\r\n\r\n", CFD_ROUTE_PAGE, 0},
+  };
+  static const char *const bad[] = {
+      "GET http://a/ HTTP/1.1\r\n\r\n",
+      "GET http:///ws HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http:// HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http://u@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http://u:p@a/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http://a:x/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http://a:99999/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http://[::1/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "GET http://a#f/ HTTP/1.1\r\nHost: a\r\n\r\n",
+      "POST http://u@a/nope HTTP/1.1\r\nHost: a\r\n\r\n",
+  };
+  cfd_route r;
+  size_t i;
+  (void)state;
+  for (i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    assert_int_equal(route(ok[i].head, NULL, &r), 0);
+    assert_int_equal(r.kind, ok[i].kind);
+    assert_int_equal(r.head_only, ok[i].head_only);
+  }
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    if (route(bad[i], NULL, &r) != 400)
+      print_error("not 400: %s\n", bad[i]);
+    assert_int_equal(route(bad[i], NULL, &r), 400);
+  }
+  expect_ws("http://chat.example:8080/ws?room=abc", H_ALL, "abc");
+  expect_ws("HTTPS://chat.example/ws", H_ALL, "lobby");
+  expect_ws("http://chat.example/ws?room=%41b", H_ALL, "Ab");
+  expect_status("http://chat.example/ws?room=a%2F", "1.1", H_ALL, 400, "");
+  expect_status("http://chat.example/wss", "1.1", H_ALL, 404, "");
+}
+
+/* The room value is percent-decoded, for room characters only. */
+static void test_route_room_decoding(void **state) {
+  static const char *const bad[] = {
+      "%", "%4", "%4g", "%G1", "a%", "a%2", "%%41", "%2F", "%20", "%00",
+      "%7E", "%25", "%2B", "%C3%A9", "%41%", "%0a",
+  };
+  char t[512];
+  size_t i;
+  (void)state;
+  expect_ws("/ws?room=%41", H_ALL, "A");
+  expect_ws("/ws?room=a%2Db%2e%5F%5f", H_ALL, "a-b.__");
+  expect_ws("/ws?room=%30%39%7a%5A", H_ALL, "09zZ");
+  expect_ws("/ws?x=%ZZ&room=r%6Fom", H_ALL, "room");
+  /* The limit is 64 decoded characters. */
+  strcpy(t, "/ws?room=");
+  for (i = 0; i < 64; i++)
+    strcat(t, "%61");
+  expect_ws(t, H_ALL,
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+  strcat(t, "a");
+  expect_status(t, "1.1", H_ALL, 400, "");
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    snprintf(t, sizeof t, "/ws?room=%s", bad[i]);
+    expect_status(t, "1.1", H_ALL, 400, "");
+  }
 }
 
 static void test_route_ws_errors(void **state) {
@@ -598,15 +677,21 @@ static void test_route_ws_errors(void **state) {
 
 /* ---- origin policy ----------------------------------------------------- */
 
-static int route_origin(const char *host, const char *origin,
-                        const cfd_origin_policy *pol) {
+static int route_origin_to(const char *target, const char *host,
+                           const char *origin,
+                           const cfd_origin_policy *pol) {
   char h[1024];
   cfd_route r;
   int n = snprintf(h, sizeof h, "Host: %s\r\n" H_UPG H_CONN H_KEY H_VER,
                    host);
   if (origin != NULL)
     snprintf(h + n, sizeof h - (size_t)n, "Origin: %s\r\n", origin);
-  return route_ws("/ws", "1.1", h, pol, &r);
+  return route_ws(target, "1.1", h, pol, &r);
+}
+
+static int route_origin(const char *host, const char *origin,
+                        const cfd_origin_policy *pol) {
+  return route_origin_to("/ws", host, origin, pol);
 }
 
 static void test_origin_same(void **state) {
@@ -642,6 +727,34 @@ static void test_origin_same(void **state) {
   assert_int_equal(route_origin("h:8080", "http://h.:8080", NULL), 403);
   assert_int_equal(route_origin("[::1]:8080", "http://[::2]:8080", NULL),
                    403);
+}
+
+/* With an absolute-form target its authority takes the place of Host,
+ * a port left out being its scheme's default. */
+static void test_origin_absolute_form(void **state) {
+  (void)state;
+  assert_int_equal(route_origin_to("http://h:8080/ws", "other:1",
+                                   "http://h:8080", NULL), 0);
+  assert_int_equal(route_origin_to("http://other:8080/ws", "h:8080",
+                                   "http://h:8080", NULL), 403);
+  assert_int_equal(route_origin_to("HTTP://H:8080/ws?room=a", "x",
+                                   "http://h:8080", NULL), 0);
+  assert_int_equal(route_origin_to("http://h/ws", "x", "http://h", NULL),
+                   0);
+  assert_int_equal(route_origin_to("http://h/ws", "x", "http://h:80",
+                                   NULL), 0);
+  assert_int_equal(route_origin_to("http://h:80/ws", "x", "http://h", NULL),
+                   0);
+  assert_int_equal(route_origin_to("http://h/ws", "x", "https://h", NULL),
+                   403);
+  assert_int_equal(route_origin_to("https://h/ws", "x", "https://h", NULL),
+                   0);
+  assert_int_equal(route_origin_to("https://h/ws", "x", "http://h", NULL),
+                   403);
+  assert_int_equal(route_origin_to("https://h/ws", "x", "http://h:443",
+                                   NULL), 0);
+  assert_int_equal(route_origin_to("http://[::1]:9/ws", "x",
+                                   "http://[::1]:9", NULL), 0);
 }
 
 static void test_origin_list(void **state) {
@@ -793,8 +906,11 @@ int main(void) {
       cmocka_unit_test(test_route_plain),
       cmocka_unit_test(test_route_404_405),
       cmocka_unit_test(test_route_ws_ok),
+      cmocka_unit_test(test_route_absolute_form),
+      cmocka_unit_test(test_route_room_decoding),
       cmocka_unit_test(test_route_ws_errors),
       cmocka_unit_test(test_origin_same),
+      cmocka_unit_test(test_origin_absolute_form),
       cmocka_unit_test(test_origin_list),
       cmocka_unit_test(test_accept_key),
       cmocka_unit_test(test_reason),
