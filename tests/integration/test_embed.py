@@ -5,8 +5,9 @@ README.md (it must equal examples/embed.c), installs the build with
 `meson install --destdir` into a temporary directory, compiles the
 program with `pkg-config --cflags --libs libchatfanout` from there, runs
 it and compares its output with the one the README shows. Also checks
-the installed headers, the SONAME and that only cf_ symbols are
-exported.
+the installed headers, the SONAME, that only cf_ symbols are exported,
+and that the daemon is installed in bin/ and runs against the
+installed library.
 
 Usage: test_embed.py --source DIR --build DIR --meson MESON --cc "CC..."
                      --version X.Y.Z [--sanitize LIST]
@@ -73,6 +74,28 @@ def check_library(libdir):
     chk.eq(internal, [], 'no cf__ internal symbol is exported')
 
 
+def check_daemon(dest, libdir, version):
+    exe = find(dest, 'chatfanoutd')
+    chk.ok(exe is not None and os.path.basename(os.path.dirname(exe)) ==
+           'bin', 'chatfanoutd is installed in bin/', exe)
+    if exe is None:
+        return
+    chk.ok(os.access(exe, os.X_OK), 'the installed chatfanoutd is '
+           'executable')
+    env = dict(os.environ)
+    env['LD_LIBRARY_PATH'] = libdir
+    rc, out, err = sh([exe, '--version'], env=env, check=False)
+    chk.ok(rc == 0 and out.strip() == 'chatfanoutd %s' % version,
+           'the installed chatfanoutd --version prints its version',
+           'status %d: %r %r' % (rc, out, err[-500:]))
+    _, dyn, _ = sh(['readelf', '-d', exe])
+    chk.ok('[libchatfanout.so.0]' in dyn,
+           'the installed daemon links the library by its SONAME')
+    rpath = re.findall(r'\((?:RUNPATH|RPATH)\).*', dyn)
+    chk.ok(not any('build' in r for r in rpath),
+           'the installed daemon carries no build-tree rpath', rpath)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--source', required=True)
@@ -111,6 +134,7 @@ def main():
         chk.eq(missing, [], 'every public header is installed')
         libdir = os.path.dirname(find(dest, 'libchatfanout.so') or pc)
         check_library(libdir)
+        check_daemon(dest, libdir, a.version)
 
         env = dict(os.environ)
         env['PKG_CONFIG_PATH'] = os.path.dirname(pc)
