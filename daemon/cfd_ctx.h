@@ -31,11 +31,6 @@ typedef struct cfd_ctx {
    * started only while ws_dirty is not empty (cfd_ws.c). */
   struct cfd_ws *ws_dirty;
   ev_prepare ws_flush;
-  /* Publishes a client's message (cf_hub_publish()'s contract); NULL:
-   * cf_hub_publish(). Set by main() when the instance's own messages
-   * must take the queue path (SQS FIFO). */
-  int (*publish)(struct cfd_ctx *ctx, const char *room, size_t room_len,
-                 uint32_t flags, const void *data, size_t len);
 } cfd_ctx;
 
 #endif /* CFD_CTX_H */

@@ -310,9 +310,7 @@ static void publish(cfd_ws *c, uint32_t flags, const uint8_t *msg,
   ctx->metrics.messages_in++;
   ctx->metrics.bytes_in += len;
   t0 = mono_now();
-  rv = ctx->publish != NULL
-           ? ctx->publish(ctx, c->room, c->room_len, flags, msg, len)
-           : cf_hub_publish(ctx->hub, c->room, c->room_len, flags, msg, len);
+  rv = cf_hub_publish(ctx->hub, c->room, c->room_len, flags, msg, len);
   cfd_metrics_fanout(&ctx->metrics, mono_now() - t0);
   /*
    * On error the message reached nobody, here or on other instances.

@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,13 +32,18 @@ extern char **environ;
 /* How often shutdown checks whether everything has drained. */
 #define DRAIN_POLL 0.02
 
+/* The backend's detail (errmsg) changes once per new failure, but a
+ * foreign writer or a refusing service could change it often: a change
+ * that comes without a state change is logged at most this often. */
+#define DETAIL_LOG_INTERVAL 10.0
+
 /* Share of --shutdown-timeout the queue gets to flush, so that its own
  * give-up (dropping what is left, reporting stopped) lands before the
  * daemon's deadline instead of racing it. */
 #define FLUSH_SHARE 0.9
 
 typedef struct cfd_daemon {
-  cfd_ctx ctx;      /* first: ctx->publish finds the daemon from it */
+  cfd_ctx ctx;
   cf_loop cfloop;
   cf_queue_bus *bus;
   cf_queue *queue;
@@ -54,13 +58,9 @@ typedef struct cfd_daemon {
    * loop callback). */
   ev_check queue_watch;
   int queue_state;  /* last state logged */
+  char detail[256]; /* last errmsg logged */
+  double detail_at; /* ev_now() when it was logged */
   int flush_rv;     /* cf_queue_flush() result; not CF_OK: do not wait */
-  /* The instance id peers see: the hub's, except in SQS FIFO mode where
-   * messages are published under it straight to the queue and the hub
-   * keeps a different id, so that they come back to it like any other
-   * instance's (see fifo_publish). */
-  uint64_t origin;
-  uint64_t fifo_seq; /* last sequence number published under origin */
 } daemon_t;
 
 static uint64_t wall_ms(void *ud) {
@@ -72,19 +72,6 @@ static uint64_t wall_ms(void *ud) {
 
 static void log_cf_error(const char *what, int rv) {
   cfd_log(CFD_LOG_ERROR, what, "error", cf_strerror(rv), NULL);
-}
-
-/* A random nonzero id different from avoid; 0 when there is no entropy. */
-static uint64_t random_id(uint64_t avoid) {
-  uint64_t v = 0;
-  int tries;
-  for (tries = 0; tries < 8; tries++) {
-    if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
-      return 0;
-    if (v != 0 && v != avoid)
-      return v;
-  }
-  return 0;
 }
 
 static int fifo_mode(const cfd_config *cfg) {
@@ -111,21 +98,13 @@ static int hub_open(daemon_t *d, const cfd_config *cfg) {
   hc.history = cfg->history;
   hc.framer = cfd_frame_hub_framer;
   hc.clock_ms = wall_ms;
-  /* 0: the hub picks a random one. In FIFO mode the configured id is
-   * the publishing origin, which the hub must not take for its own. */
-  hc.instance_id = fifo_mode(cfg) ? 0 : cfg->instance_id;
+  hc.instance_id = cfg->instance_id; /* 0: the hub picks a random one */
+  /* SQS FIFO gives every instance one order per room; local clients see
+   * it too only if own messages also wait for the queue to hand them
+   * back instead of being delivered at publish. */
+  if (fifo_mode(cfg))
+    hc.flags |= CF_HUB_OWN_VIA_QUEUE;
   rv = cf_hub_new(&d->hub, &hc);
-  if (rv == CF_OK) {
-    d->origin = cf_hub_instance_id(d->hub);
-    if (fifo_mode(cfg)) {
-      d->origin = cfg->instance_id != 0 ? cfg->instance_id
-                                        : random_id(d->origin);
-      if (d->origin == 0 || d->origin == cf_hub_instance_id(d->hub)) {
-        cfd_log(CFD_LOG_ERROR, "cannot pick an instance id", NULL);
-        return 1;
-      }
-    }
-  }
   if (rv == CF_ERR_INVALID) {
     /* The options are each in range, so it is their combination: every
      * message must fit in an empty client buffer. A config error. */
@@ -182,7 +161,7 @@ static int queue_create(daemon_t *d, const cfd_config *cfg) {
       log_cf_error("cannot create queue", rv);
     return rv;
   }
-  sqs_config_fill(&sc, cfg, d->origin);
+  sqs_config_fill(&sc, cfg, cf_hub_instance_id(d->hub));
   msg[0] = '\0';
   rv = cf_queue_sqs_new(&d->queue, &d->cfloop, &sc, NULL, msg, sizeof(msg));
   if (rv != CF_OK)
@@ -207,32 +186,18 @@ static int queue_open(daemon_t *d, const cfd_config *cfg) {
   return 0;
 }
 
-/*
- * SQS FIFO: a client's message goes to the queue only and reaches this
- * instance's clients when the FIFO queue hands it back, in the one order
- * every instance sees; delivering it at once (cf_hub_publish) would put
- * it ahead of messages the other instances published first. The hub
- * delivers it on its way back because its origin is not the hub's id.
- * Same contract as cf_hub_publish: nothing sent on error.
- */
-static int fifo_publish(cfd_ctx *ctx, const char *room, size_t room_len,
-                        uint32_t flags, const void *data, size_t len) {
-  daemon_t *d = (daemon_t *)(void *)ctx;
-  cf_envelope env;
-  int rv;
-  memset(&env, 0, sizeof(env));
-  env.origin = d->origin;
-  env.seq = d->fifo_seq + 1;
-  env.ts_ms = wall_ms(NULL);
-  env.room = room;
-  env.room_len = room_len;
-  env.flags = flags;
-  env.data = data;
-  env.len = len;
-  rv = cf_queue_publish(d->queue, &env);
-  if (rv == CF_OK)
-    d->fifo_seq++; /* no gap for receivers when the queue refused one */
-  return rv;
+/* A new backend detail while the state stays (say, messages the service
+ * refused, or a body that was no envelope): once, rate-limited. */
+static void queue_detail_log(daemon_t *d, double now) {
+  const char *msg = cf_queue_errmsg(d->queue);
+  if (msg[0] == '\0' || strncmp(msg, d->detail, sizeof(d->detail) - 1) == 0)
+    return;
+  if (d->detail_at > 0 && now - d->detail_at < DETAIL_LOG_INTERVAL)
+    return;
+  cfd_log(CFD_LOG_WARN, "queue detail", "queue", cf_queue_name(d->queue),
+          "state", cf_queue_state_name(d->queue_state), "detail", msg, NULL);
+  snprintf(d->detail, sizeof(d->detail), "%s", msg);
+  d->detail_at = now;
 }
 
 /* Logs each queue state change once, with the backend's detail when it
@@ -240,21 +205,27 @@ static int fifo_publish(cfd_ctx *ctx, const char *room, size_t room_len,
 static void queue_watch_cb(struct ev_loop *loop, ev_check *w, int revents) {
   daemon_t *d = w->data;
   int st = cf_queue_state_get(d->queue);
-  int level = st == CF_QUEUE_DOWN       ? CFD_LOG_ERROR
-              : st == CF_QUEUE_DEGRADED ? CFD_LOG_WARN
-                                        : CFD_LOG_INFO;
-  (void)loop;
+  int trouble = st == CF_QUEUE_DOWN || st == CF_QUEUE_DEGRADED;
+  int level = st == CF_QUEUE_DOWN ? CFD_LOG_ERROR
+              : trouble           ? CFD_LOG_WARN
+                                  : CFD_LOG_INFO;
+  const char *msg = cf_queue_errmsg(d->queue);
   (void)revents;
-  if (st == d->queue_state)
+  if (st == d->queue_state) {
+    queue_detail_log(d, ev_now(loop));
     return;
-  if (st == CF_QUEUE_DOWN || st == CF_QUEUE_DEGRADED)
+  }
+  if (trouble) {
     cfd_log(level, "queue state", "queue", cf_queue_name(d->queue), "state",
             cf_queue_state_name(st), "was", cf_queue_state_name(d->queue_state),
-            "detail", cf_queue_errmsg(d->queue), NULL);
-  else
+            "detail", msg, NULL);
+    snprintf(d->detail, sizeof(d->detail), "%s", msg);
+    d->detail_at = ev_now(loop);
+  } else {
     cfd_log(level, "queue state", "queue", cf_queue_name(d->queue), "state",
             cf_queue_state_name(st), "was", cf_queue_state_name(d->queue_state),
             NULL);
+  }
   d->queue_state = st;
 }
 
@@ -262,6 +233,8 @@ static void queue_watch_start(daemon_t *d, struct ev_loop *loop) {
   ev_check_init(&d->queue_watch, queue_watch_cb);
   d->queue_watch.data = d;
   d->queue_state = CF_QUEUE_STOPPED;
+  /* Whatever creation noted is not news. */
+  snprintf(d->detail, sizeof(d->detail), "%s", cf_queue_errmsg(d->queue));
   ev_check_start(loop, &d->queue_watch);
   /* Start may already have moved it (the local queue is up at once). */
   queue_watch_cb(loop, &d->queue_watch, 0);
@@ -358,7 +331,8 @@ static int run(const cfd_config *cfg) {
   rc = hub_open(&d, cfg);
   if (rc == 0) {
     char id[17];
-    snprintf(id, sizeof(id), "%016llx", (unsigned long long)d.origin);
+    snprintf(id, sizeof(id), "%016llx",
+             (unsigned long long)cf_hub_instance_id(d.hub));
     cfd_log(CFD_LOG_INFO, "starting", "version", cf_version_string(),
             "queue", cfg->queue, "instance", id, NULL);
   }
@@ -369,8 +343,6 @@ static int run(const cfd_config *cfg) {
     rc = 1;
     d.ctx.hub = d.hub;
     d.ctx.queue = d.queue;
-    if (fifo_mode(cfg))
-      d.ctx.publish = fifo_publish;
     if (cfd_server_new(&d.server, &d.ctx) == 0) {
       ev_run(loop, 0);
       rc = 0;
