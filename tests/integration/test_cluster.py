@@ -58,6 +58,8 @@ WAIT = 1                 # --sqs-wait: short long polls keep the run short
 HEARTBEAT = 1.0
 STALE_AFTER = 4.0
 PEER_REFRESH = 1.0
+ROUND_MAX = 3.0          # seconds for a chat round when all is well
+PROBE_TIMEOUT = 20       # seconds for late probes after an outage
 UP_TIMEOUT = 30          # seconds for an instance to (re)reach "up"
 DELIVERY_TIMEOUT = 30    # seconds for a round's messages to arrive
 ACCOUNT = '000000000000'
@@ -423,7 +425,7 @@ def check_delivery(what, clients, expect, fifo, tag):
 
 async def chat_round(what, ds, tag, fifo, per_sender=PER_SENDER):
     """Two rooms, clients on each daemon; one sender per room per
-    daemon. Returns the clients (closed)."""
+    daemon. Returns the seconds until the last message arrived."""
     clients = await open_clients(ds)
     senders = [c for c in clients if c.name.endswith('/0')]
     expect = {room: {(tag, room, s.name, k,
@@ -438,7 +440,7 @@ async def chat_round(what, ds, tag, fifo, per_sender=PER_SENDER):
         what, sum(len(v) for v in expect.values()), len(clients), last - t0))
     check_delivery(what, clients, expect, fifo, tag)
     await asyncio.gather(*[c.close() for c in clients])
-    return clients
+    return last - t0
 
 
 # --- the phases -------------------------------------------------------------
@@ -498,6 +500,8 @@ async def text_edges(topo, ds):
     clients = await open_clients(ds, per_room=1)
     sender = clients[0]
     peers = [c for c in clients if c.room == sender.room]
+    before = metrics(sender.d)
+    mark = len(sender.d.log_text())
     for _, text in cases:
         await sender.ws.send(text)
     deadline = time.monotonic() + DELIVERY_TIMEOUT / 3
@@ -505,11 +509,24 @@ async def text_edges(topo, ds):
             not all(len(c.got) >= len(cases) for c in peers):
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)
+    lost = 0
     for what, text in cases:
         bad = ['%s got it %d times' % (c.name, n) for c in peers
                for n in [sum(1 for _, m in c.got if m == text)] if n != 1]
+        lost += 1 if bad else 0
         chk.ok(not bad, '%s: text with %s reaches every instance once, '
                'unchanged' % (topo.name, what), '; '.join(bad))
+    # Whatever the service refused must at least be counted and logged.
+    after = metrics(sender.d)
+    dropped = after.value('chatfanout_queue_dropped_total') - \
+        before.value('chatfanout_queue_dropped_total')
+    chk.eq(dropped, lost, '%s: messages the service refused are counted in '
+           'queue_dropped_total' % topo.name)
+    if lost:
+        text = log_since(sender.d, mark)
+        chk.ok(re.search(r'queue detail.*refused', text),
+               '%s: and the sender\'s instance logs the refusal' % topo.name,
+               text[-300:])
     await asyncio.gather(*[c.close() for c in clients])
 
 
@@ -532,6 +549,12 @@ async def kill_one(topo, fq, ds):
         vid in u for u in fq.queues(topo.cluster)), STALE_AFTER + 20, 0.2)
     chk.ok(gone, '%s: the dead instance\'s queue is reaped once stale '
            '(after %.1fs)' % (topo.name, time.monotonic() - t0))
+    # Its queue is gone but its peers may still know it for a while:
+    # that must not hold up what goes to the live ones.
+    took = await chat_round('%s: once the dead queue is gone' % topo.name,
+                            rest, 'g', topo.fifo)
+    chk.ok(took < ROUND_MAX, '%s: and without delay (%.2fs, under %gs)'
+           % (topo.name, took, ROUND_MAX))
     return rest
 
 
@@ -605,7 +628,12 @@ async def outage(topo, fq, ds):
     await asyncio.sleep(2 + WAIT)
     probing = False
     await asyncio.gather(*probes)
-    await wait_delivered(clients, expect, DELIVERY_TIMEOUT)
+    # Late is not lost: give every probe its chance before counting.
+    for t, pid in sent:
+        expect[pid[1]].add(pid)
+    await wait_delivered(clients, expect, PROBE_TIMEOUT)
+    for room in ROOMS:
+        expect[room] = {x for x in expect[room] if x[0] == 'o'}
     check_delivery('%s: messages sent during the outage' % topo.name,
                    clients, expect, topo.fifo, 'o')
     measure_window(topo, clients, sent, t_restart)
@@ -613,6 +641,12 @@ async def outage(topo, fq, ds):
     # The backend's view and the log: one line per state change.
     for d in ds:
         m, b = metrics(d), before[d.tag]
+        if m is not None and b is not None:
+            cfd.log('%s: %s over the outage: %s' % (topo.name, d.tag, ', '.join(
+                '%s +%d' % (n, m.value('chatfanout_queue_' + n) -
+                            b.value('chatfanout_queue_' + n))
+                for n in ('requests_total', 'request_errors_total',
+                          'retries_total', 'dropped_total'))))
         chk.ok(m is not None and b is not None and
                m.value('chatfanout_queue_request_errors_total') >
                b.value('chatfanout_queue_request_errors_total'),
@@ -637,15 +671,25 @@ async def outage(topo, fq, ds):
 
 def measure_window(topo, clients, sent, t_restart):
     """For each probe sender and each receiving client on another
-    instance: the probes it missed, by send time after the restart."""
+    instance: the probes it missed, by send time after the restart, and
+    how late the others arrived."""
     worst = None
     lost = {}  # (from instance, to instance) -> [send time]
+    late = {}  # (from instance, to instance) -> (delay, send time)
     for c in clients:
-        got = set(c.ids('p'))
+        arrived = {}
+        for ts, m in c.got:
+            arrived.setdefault(ident(m), ts)
         for t, pid in sent:
-            if pid[1] != c.room or pid in got:
+            if pid[1] != c.room:
                 continue
             src = pid[2].split('/')[0]
+            if pid in arrived:
+                key = (src, c.d.tag)
+                late[key] = max(late.get(key, (0, 0, 0)),
+                                (arrived[pid] - t, t - t_restart,
+                                 arrived[pid] - t_restart))
+                continue
             lost.setdefault((src, c.d.tag), []).append(t - t_restart)
             worst = t - t_restart if worst is None else max(worst,
                                                             t - t_restart)
@@ -653,6 +697,11 @@ def measure_window(topo, clients, sent, t_restart):
                 chk.ok(False, '%s: probe %r missing at its own instance'
                        % (topo.name, pid))
     n = sum(1 for t, pid in sent for c in clients if pid[1] == c.room)
+    for (src, dst), (delay, t, at) in sorted(late.items()):
+        if src != dst:
+            cfd.log('%s: DELAY: %s -> %s: slowest probe took %.2fs (sent '
+                    '%.2fs, arrived %.2fs after the emulator restart)' % (
+                        topo.name, src, dst, delay, t, at))
     if not lost:
         cfd.log('%s: LOSS WINDOW: no probe missed (%d deliveries)'
                 % (topo.name, n))
