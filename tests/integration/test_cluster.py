@@ -37,6 +37,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,7 @@ STALE_AFTER = 4.0
 PEER_REFRESH = 1.0
 ROUND_MAX = 3.0          # seconds for a chat round when all is well
 PROBE_TIMEOUT = 20       # seconds for late probes after an outage
+DOWN_AFTER = 30          # seconds of failures before the backend is down
 UP_TIMEOUT = 30          # seconds for an instance to (re)reach "up"
 DELIVERY_TIMEOUT = 30    # seconds for a round's messages to arrive
 ACCOUNT = '000000000000'
@@ -230,9 +232,9 @@ def envelope(origin, seq, room, payload):
 
 # --- daemons -------------------------------------------------------------
 
-def daemon_env(fq):
+def daemon_env(url):
     return {
-        'AWS_ENDPOINT_URL': fq.url, 'AWS_ACCESS_KEY_ID': 'test',
+        'AWS_ENDPOINT_URL': url, 'AWS_ACCESS_KEY_ID': 'test',
         'AWS_SECRET_ACCESS_KEY': 'test', 'AWS_REGION': REGION,
         # Nothing from the machine's own AWS setup may leak in.
         'AWS_PROFILE': '', 'AWS_SESSION_TOKEN': '',
@@ -738,7 +740,7 @@ async def run_topology(topo, fq, cli):
     ds = []
     try:
         for i in range(3):
-            ds.append(cfd.Daemon(*topo.args(i), env=daemon_env(fq),
+            ds.append(cfd.Daemon(*topo.args(i), env=daemon_env(fq.url),
                                  tag='%s-%d' % (topo.name, i)).start())
         took = await wait_state(ds, (2,), UP_TIMEOUT)
         if not chk.ok(all(v is not None for v in took.values()),
@@ -774,18 +776,64 @@ TOPOLOGIES = {
 }
 
 
+def closed_port():
+    """A loopback port nothing listens on (bound, then released)."""
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def lonely_start():
+    """An instance whose service never answers: it runs beside the
+    topologies, which take longer than the 30 s after which the backend
+    reports down, and is checked at the end (no extra wait)."""
+    env = daemon_env('http://127.0.0.1:%d' % closed_port())
+    return cfd.Daemon('--queue', 'sqs', '--sqs-cluster', 'cft-lonely',
+                      '--sqs-wait', '1', '--shutdown-timeout', '3s',
+                      env=env, tag='lonely').start()
+
+
+def lonely_check(d, t0):
+    left = DOWN_AFTER + 10 - (time.monotonic() - t0)
+    st = cfd.wait_for(lambda: queue_state(d) == 4, max(left, 0.1), 0.2)
+    chk.ok(st, 'lonely: an instance that cannot reach the service reports '
+           'down after %gs (state %s)' % (DOWN_AFTER,
+                                          STATE.get(queue_state(d))))
+    r = cfd.http(d.addr, 'GET', '/healthz')
+    chk.ok(r.status == 503 and b'queue down' in r.body,
+           'lonely: /healthz is 503 "queue down"', r)
+    m = metrics(d)
+    chk.ok(m is not None and m.value('chatfanout_queue_up') == 0 and
+           m.value('chatfanout_queue_state') == 4,
+           'lonely: metrics show queue_up 0 and queue_state 4')
+    changes = re.findall(r'queue state.*state=(\w+)', d.log_text())
+    chk.eq(changes, ['starting', 'degraded', 'down'],
+           'lonely: the log has each state change once')
+    chk.ok(re.search(r'state=degraded.*detail=.*\S', d.log_text()),
+           'lonely: the degraded line says what failed')
+    d.signal(signal.SIGTERM)
+    rc = d.wait(8)
+    chk.eq(rc, 0, 'lonely: exits 0 on SIGTERM while the service is down')
+
+
 def main():
     names = sys.argv[2:] or list(TOPOLOGIES)
     fq = Fauxqs().start()
+    t0 = time.monotonic()
+    lonely = lonely_start()
     try:
         cli = AwsCli(fq)
         for name in names:
-            t0 = time.monotonic()
+            t1 = time.monotonic()
             asyncio.run(asyncio.wait_for(
                 run_topology(TOPOLOGIES[name], fq, cli), 240))
-            cfd.log('=== %s took %.1fs ===' % (name, time.monotonic() - t0))
+            cfd.log('=== %s took %.1fs ===' % (name, time.monotonic() - t1))
+        lonely_check(lonely, t0)
     finally:
         fq.kill()
+        lonely.kill()
     return chk.result()
 
 
