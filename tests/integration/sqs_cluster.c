@@ -227,6 +227,7 @@ typedef struct cluster {
   int sent[NODES][ROOMS]; /* messages published per origin and room */
   int big_sent[NODES];
   int next_k[NODES];
+  int dead[NODES];        /* freed without flush (crashed) */
 } cluster;
 
 static const char *rooms[ROOMS] = {"lobby", "dev"};
@@ -372,7 +373,7 @@ static int all_state(void *arg, int want) {
   int i;
 
   for (i = 0; i < NODES; i++)
-    if (cf_queue_state_get(cl->nodes[i].q) != want)
+    if (!cl->dead[i] && cf_queue_state_get(cl->nodes[i].q) != want)
       return 0;
   return 1;
 }
@@ -417,7 +418,7 @@ static int all_delivered(void *arg) {
   int i, r, o, want;
 
   for (i = 0; i < NODES; i++)
-    for (r = 0; r < ROOMS; r++) {
+    for (r = 0; r < ROOMS && !cl->dead[i]; r++) {
       for (want = 0, o = 0; o < NODES; o++)
         want += cl->sent[o][r];
       if (cl->nodes[i].got[r].n < want)
@@ -434,7 +435,7 @@ static void check_delivery(cluster *cl, const char *phase) {
   int i, r, o, j;
 
   for (i = 0; i < NODES; i++)
-    for (r = 0; r < ROOMS; r++) {
+    for (r = 0; r < ROOMS && !cl->dead[i]; r++) {
       rec *g = &cl->nodes[i].got[r];
       for (o = 0; o < NODES; o++) {
         int last = -1, count = 0, ordered = 1;
@@ -462,7 +463,10 @@ static void check_fifo_order(cluster *cl) {
   for (r = 0; r < ROOMS; r++)
     for (i = 1; i < NODES; i++) {
       node *a = &cl->nodes[0], *b = &cl->nodes[i];
-      int same = a->nq[r] == b->nq[r];
+      int same;
+      if (cl->dead[i])
+        continue;
+      same = a->nq[r] == b->nq[r];
       for (j = 0; same && j < a->nq[r]; j++)
         same = strcmp(a->qorder[r][j], b->qorder[r][j]) == 0;
       CHECK(same, "%s: room %s order differs between node 0 and %d "
@@ -749,7 +753,8 @@ static void burst(cluster *cl, int per_node) {
 
   for (k = 0; k < per_node; k++)
     for (i = 0; i < NODES; i++)
-      publish(cl, i, (k + i) % ROOMS, (size_t)(k % 7) * 13);
+      if (!cl->dead[i])
+        publish(cl, i, (k + i) % ROOMS, (size_t)(k % 7) * 13);
 }
 
 static void phase_steady(cluster *cl) {
@@ -773,10 +778,82 @@ static int all_degraded_or_down(void *arg) {
   int i;
 
   for (i = 0; i < NODES; i++)
-    if (!saw_state(&cl->nodes[i], CF_QUEUE_DEGRADED) &&
+    if (!cl->dead[i] && !saw_state(&cl->nodes[i], CF_QUEUE_DEGRADED) &&
         !saw_state(&cl->nodes[i], CF_QUEUE_DOWN))
       return 0;
   return 1;
+}
+
+static void node_close(node *n) {
+  int r;
+
+  /* Detached first: the hub would otherwise touch the freed queue. */
+  cf_hub_attach_queue(n->hub, NULL);
+  cf_queue_free(n->q);
+  for (r = 0; r < ROOMS; r++)
+    cf_client_free(n->client[r]);
+  cf_hub_free(n->hub);
+}
+
+typedef struct gone_wait {
+  const char *name;
+} gone_wait;
+
+static int queue_gone(void *arg) {
+  char url[300];
+
+  queue_url(((gone_wait *)arg)->name, url, sizeof(url));
+  return url[0] == '\0';
+}
+
+static int buffers_empty(void *arg) {
+  cluster *cl = arg;
+  cf_queue_stats st;
+  int i;
+
+  for (i = 0; i < NODES; i++) {
+    if (cl->dead[i])
+      continue;
+    cf_queue_get_stats(cl->nodes[i].q, &st, sizeof(st));
+    if (st.buffered_bytes != 0)
+      return 0;
+  }
+  return 1;
+}
+
+/*
+ * Node 2 crashes (freed without flush): its queue stays, its heartbeat
+ * stops. The others keep chatting; once the reaper deleted its queue,
+ * sends to it find nothing and must not hold up the rest.
+ */
+static void phase_dead_peer(cluster *cl) {
+  char name[100];
+  gone_wait w = {name};
+  double t0;
+  int i;
+
+  node_queue_name(cl, 2, name, sizeof(name));
+  node_close(&cl->nodes[2]);
+  cl->dead[2] = 1;
+  burst(cl, 4);
+  CHECK(run_until(all_delivered, cl, 15), "%s: delivery after a crash",
+        cl->name);
+  CHECK(run_until(queue_gone, &w, 25), "%s: dead node's queue not reaped",
+        cl->name);
+  /* One batch per round: more of them than the send window holds. */
+  t0 = ev_time();
+  for (i = 0; i < 12; i++) {
+    burst(cl, 1);
+    run_for(0.03);
+  }
+  CHECK(run_until(all_delivered, cl, 15), "%s: delivery once the dead "
+        "queue is gone", cl->name);
+  CHECK(ev_time() - t0 < 3.0, "%s: delivery took %.1f s once the dead "
+        "queue is gone", cl->name, ev_time() - t0);
+  CHECK(run_until(buffers_empty, cl, 10), "%s: buffers not drained after "
+        "the dead queue is gone", cl->name);
+  run_for(0.3);
+  check_delivery(cl, "dead peer");
 }
 
 static void phase_restart(cluster *cl) {
@@ -809,6 +886,8 @@ static void stats_line(cluster *cl) {
   int i;
 
   for (i = 0; i < NODES; i++) {
+    if (cl->dead[i])
+      continue;
     cf_queue_get_stats(cl->nodes[i].q, &st, sizeof(st));
     logf_("  %s node %d: published %llu received %llu requests %llu "
           "errors %llu retries %llu buffered %llu dropped %llu dups %d",
@@ -828,6 +907,8 @@ static void check_own(cluster *cl) {
   int i, r, sent;
 
   for (i = 0; i < NODES; i++) {
+    if (cl->dead[i])
+      continue;
     for (sent = 0, r = 0; r < ROOMS; r++)
       sent += cl->sent[i][r];
     /* Standard: own messages were delivered at publish, the queue drops
@@ -840,7 +921,7 @@ static void check_own(cluster *cl) {
 
 static void run_topology(const char *name, int topology, int fifo) {
   static cluster cl;
-  int i, r;
+  int i;
 
   memset(&cl, 0, sizeof(cl));
   cl.name = name;
@@ -862,22 +943,21 @@ static void run_topology(const char *name, int topology, int fifo) {
     check_foreign_writers(&cl);
     check_reaper(&cl);
   }
+  phase_dead_peer(&cl);
   phase_restart(&cl);
   if (fifo)
     check_fifo_order(&cl);
   check_own(&cl);
   stats_line(&cl);
   for (i = 0; i < NODES; i++)
-    CHECK(cf_queue_flush(cl.nodes[i].q, 5.0) == CF_OK, "flush");
+    if (!cl.dead[i])
+      CHECK(cf_queue_flush(cl.nodes[i].q, 5.0) == CF_OK, "flush");
   CHECK(run_until(all_stopped, &cl, 30), "%s: not stopped after flush",
         name);
   check_cleanup(&cl);
-  for (i = 0; i < NODES; i++) {
-    for (r = 0; r < ROOMS; r++)
-      cf_client_free(cl.nodes[i].client[r]);
-    cf_hub_free(cl.nodes[i].hub);
-    cf_queue_free(cl.nodes[i].q);
-  }
+  for (i = 0; i < NODES; i++)
+    if (!cl.dead[i])
+      node_close(&cl.nodes[i]);
   logf_("%s: done", name);
 }
 

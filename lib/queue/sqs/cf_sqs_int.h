@@ -119,6 +119,9 @@ enum sqs_mstep {
 typedef struct sqs_peer {
   cf_list link;      /* in s->peers */
   double last_seen;  /* loop time of the last listing naming it */
+  unsigned missed;   /* successful listings without it since then */
+  int suspect;       /* its queue answered "not found": sends wait */
+  double suspect_since;
   char url[];
 } sqs_peer;
 
@@ -178,6 +181,7 @@ struct sqs {
   size_t buffered;      /* bytes accepted and not yet done with */
   cf_list jobs;         /* sqs_job.link */
   size_t njobs;
+  size_t njobs_inflight; /* of those, with a call in flight */
   void *linger_timer;
   int linger_armed;
 
@@ -302,9 +306,13 @@ void sqs_maint_start(sqs *s);
 void sqs_maint_stop(sqs *s);
 void sqs_maint_free(sqs *s);
 /* Queues topology: list peers now (setup's last step uses its result). */
-int sqs_peers_known(const sqs *s, const char *url);
+/* What discovery thinks of the peer queue url. */
+enum { SQS_PEER_UNKNOWN = 0, SQS_PEER_OK, SQS_PEER_SUSPECT };
+int sqs_peer_state(const sqs *s, const char *url);
+/* A send to url found no queue: hold its sends until the next listing
+ * says whether the peer is back or gone. */
+void sqs_peer_suspect(sqs *s, const char *url);
 void sqs_peers_update(sqs *s, const json_t *data);
-void sqs_peers_refresh_soon(sqs *s);
 json_t *sqs_list_params(const sqs *s);
 
 #endif /* CF_SQS_INT_H */

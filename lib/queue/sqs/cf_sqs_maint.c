@@ -23,7 +23,10 @@
  *
  * Queues topology: every peer_refresh seconds ListQueues(prefix) gives
  * the peers. A peer missing from the listings for a while is forgotten
- * (its queue was reaped or deleted on shutdown).
+ * (its queue was reaped or deleted on shutdown). A peer whose queue
+ * answers "not found" is suspect: sends to it wait (no retry storm),
+ * the listing is repeated every SQS_PEER_RECHECK s, and the peer is
+ * either back or forgotten within about SQS_PEER_SUSPECT_FOR s.
  */
 #include "cf_sqs_int.h"
 
@@ -37,6 +40,12 @@
 #define SQS_REAP_DELETE_MAX 5u
 #define SQS_REAP_SUBS_MAX 10u
 #define SQS_LIST_MAX 1000
+/* Listings in a row a peer must be missing from to be forgotten. */
+#define SQS_PEER_MISSES 3u
+/* Listing period while a peer is suspect, and how long one may stay
+ * missing before it is forgotten (its setup takes about a retry cap). */
+#define SQS_PEER_RECHECK 0.5
+#define SQS_PEER_SUSPECT_FOR (SQS_RESUBSCRIBE_GRACE + 2.0)
 
 static void maint_send(sqs *s);
 
@@ -350,8 +359,12 @@ static sqs_peer *peer_find(const sqs *s, const char *url) {
   return NULL;
 }
 
-int sqs_peers_known(const sqs *s, const char *url) {
-  return peer_find(s, url) != NULL;
+int sqs_peer_state(const sqs *s, const char *url) {
+  const sqs_peer *p = peer_find(s, url);
+
+  if (p == NULL)
+    return SQS_PEER_UNKNOWN;
+  return p->suspect ? SQS_PEER_SUSPECT : SQS_PEER_OK;
 }
 
 static void peer_add(sqs *s, const char *url, double now) {
@@ -363,8 +376,34 @@ static void peer_add(sqs *s, const char *url, double now) {
     return;
   memcpy(p->url, url, n);
   p->last_seen = now;
+  p->missed = 0;
   cf_list_append(&s->peers, &p->link);
   s->npeers++;
+}
+
+static int any_suspect(const sqs *s) {
+  const cf_list *n;
+
+  for (n = s->peers.next; n != &s->peers; n = n->next)
+    if (cf_container_of(n, sqs_peer, link)->suspect)
+      return 1;
+  return 0;
+}
+
+/* Lists peers again in a moment (a suspect one is waiting on it). */
+static void peers_refresh_soon(sqs *s) {
+  if (s->peer_xfer == NULL)
+    sqs_timer_set(s, s->peer_timer, SQS_PEER_RECHECK);
+}
+
+void sqs_peer_suspect(sqs *s, const char *url) {
+  sqs_peer *p = peer_find(s, url);
+
+  if (p == NULL || p->suspect)
+    return;
+  p->suspect = 1;
+  p->suspect_since = sqs_now(s);
+  peers_refresh_soon(s);
 }
 
 static void peer_free(sqs *s, sqs_peer *p) {
@@ -376,12 +415,22 @@ static void peer_free(sqs *s, sqs_peer *p) {
 /*
  * A listing is a snapshot that may lag (eventual consistency) or come
  * in the middle of a restart of the service: a peer is forgotten only
- * after it has been missing for a while.
+ * once it has been missing from several listings over a while (an
+ * outage, when nothing can be listed, does not count). A suspect peer
+ * (its queue said "not found") is decided sooner, as its messages wait.
  */
+static int peer_gone(const sqs *s, const sqs_peer *p, double now) {
+  if (p->missed < SQS_PEER_MISSES)
+    return 0;
+  if (p->suspect)
+    return now - p->suspect_since > SQS_PEER_SUSPECT_FOR;
+  return now - p->last_seen > 2 * s->peer_refresh + 5.0;
+}
+
 void sqs_peers_update(sqs *s, const json_t *data) {
   const json_t *urls = json_object_get(data, "QueueUrls");
   size_t i, n = cf__sqs_json_list_size(urls);
-  double now = sqs_now(s), forget = 2 * s->peer_refresh + 5.0;
+  double now = sqs_now(s);
   cf_list *l, *next;
 
   for (i = 0; i < n; i++) {
@@ -391,15 +440,21 @@ void sqs_peers_update(sqs *s, const json_t *data) {
     if (name == NULL || !sqs_is_member_queue(s, name) ||
         strcmp(name, s->qname) == 0)
       continue;
-    if ((p = peer_find(s, u)) != NULL)
+    if ((p = peer_find(s, u)) != NULL) {
       p->last_seen = now;
-    else
+      p->missed = 0;
+      p->suspect = 0; /* back (its setup ran again) */
+    } else {
       peer_add(s, u, now);
+    }
   }
   for (l = s->peers.next; l != &s->peers; l = next) {
     sqs_peer *p = cf_container_of(l, sqs_peer, link);
     next = l->next;
-    if (now - p->last_seen > forget) {
+    if (p->last_seen == now)
+      continue;
+    p->missed++;
+    if (peer_gone(s, p, now)) {
       sqs_send_forget_peer(s, p->url);
       peer_free(s, p);
     }
@@ -415,8 +470,9 @@ static void on_peers(const cf__aws_result *r, void *ud) {
   if (r->error == CF_OK) {
     cf__sqs_backoff_reset(&s->peer_bo);
     sqs_peers_update(s, r->data);
-    sqs_timer_set(s, s->peer_timer, s->peer_refresh);
-    sqs_send_pump(s); /* more peers, a wider window */
+    sqs_timer_set(s, s->peer_timer, any_suspect(s) ? SQS_PEER_RECHECK
+                                                   : s->peer_refresh);
+    sqs_send_resume(s); /* peers back, or more of them */
   } else {
     sqs_timer_set(s, s->peer_timer, cf__sqs_backoff_next(&s->peer_bo));
   }
@@ -441,11 +497,6 @@ static void on_peer_timer(void *arg) {
     }
   }
   sqs_leave(s);
-}
-
-void sqs_peers_refresh_soon(sqs *s) {
-  if (s->topology == CF_SQS_QUEUES && s->peer_xfer == NULL)
-    sqs_timer_set(s, s->peer_timer, 0.5);
 }
 
 /* --- entry points --------------------------------------------------------- */

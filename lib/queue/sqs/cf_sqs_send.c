@@ -7,7 +7,8 @@
  * job per target: the topic (sns), or every known peer queue (queues
  * topology, sharing the messages by reference). A job is sent, and on a
  * partial failure sent again with only its failed entries, with backoff;
- * jobs park while the setup is not complete.
+ * jobs park while the setup is not complete, or while their peer's
+ * queue is missing (discovery then decides: back, or gone).
  *
  * Order. In fifo mode one job is in flight at a time, so a room's
  * messages reach the topic in publish order even across retries. In
@@ -62,20 +63,33 @@ static int jobs_retrying(const sqs *s) {
 }
 
 static int window_open(const sqs *s) {
-  size_t targets = s->topology == CF_SQS_QUEUES && s->npeers > 0
-                       ? s->npeers : 1;
-
+  if (s->topology == CF_SQS_QUEUES) {
+    /*
+     * Calls in flight only: jobs waiting on a slow or vanished peer
+     * must not stall the others (their messages count in `buffered`,
+     * which bounds them).
+     */
+    size_t targets = s->npeers > 0 ? s->npeers : 1;
+    return s->njobs_inflight < SQS_SEND_WINDOW * targets;
+  }
   if (s->fifo)
     return s->njobs == 0;
-  if (s->njobs >= SQS_SEND_WINDOW * targets)
-    return 0;
   /*
    * The topic: while a batch is being retried, later ones wait, or they
    * could overtake it by more than the receivers' reorder window (which
-   * then gives the retried messages up). Peers are not held up by one
-   * peer's retries: that would let one dead queue stall the cluster.
+   * then gives the retried messages up).
    */
-  return s->topology == CF_SQS_QUEUES || !jobs_retrying(s);
+  return s->njobs < SQS_SEND_WINDOW && !jobs_retrying(s);
+}
+
+static void job_state(sqs_job *j, int state) {
+  sqs *s = j->s;
+
+  if (j->state == JOB_INFLIGHT)
+    s->njobs_inflight--;
+  if (state == JOB_INFLIGHT)
+    s->njobs_inflight++;
+  j->state = state;
 }
 
 /* Drops one reference, keeping `buffered` in step with what is held. */
@@ -123,6 +137,7 @@ static void job_free(sqs_job *j, int count_dropped) {
 
   if (count_dropped)
     s->dropped += cf__sqs_batch_pending_count(&j->b);
+  job_state(j, JOB_PARKED);
   cf__http_cancel(j->xfer);
   batch_release(s, &j->b);
   s->loop.timer_free(s->loop.data, j->timer);
@@ -132,7 +147,7 @@ static void job_free(sqs_job *j, int count_dropped) {
 }
 
 static void job_wait(sqs_job *j) {
-  j->state = JOB_WAIT;
+  job_state(j, JOB_WAIT);
   sqs_timer_set(j->s, j->timer, cf__sqs_backoff_next(&j->bo));
 }
 
@@ -182,19 +197,20 @@ static void job_failed(sqs_job *j, const cf__aws_result *r) {
 
   if (r->not_found && j->url[0] == '\0') {
     /* The topic is gone (the service lost its state): set up again. */
-    j->state = JOB_PARKED;
+    job_state(j, JOB_PARKED);
     sqs_setup_lost(s, job_action(j), r);
     return;
   }
   if (r->not_found) {
     /* A peer's queue: gone for good once discovery forgets the peer;
      * until then it may be on its way back (its setup runs again). */
-    if (!sqs_peers_known(s, j->url)) {
-      job_done(j, 0);
+    if (sqs_peer_state(s, j->url) == SQS_PEER_UNKNOWN ||
+        s->phase == SQS_DRAINING) {
+      job_done(j, 0); /* leaving: no time to wait for discovery */
       return;
     }
-    sqs_peers_refresh_soon(s);
-    job_wait(j);
+    job_state(j, JOB_PARKED);
+    sqs_peer_suspect(s, j->url);
     return;
   }
   sqs_fail(s, SQS_P_SEND, job_action(j), r);
@@ -214,6 +230,7 @@ static void on_job(const cf__aws_result *r, void *ud) {
   sqs *s = j->s;
 
   j->xfer = NULL;
+  job_state(j, JOB_WAIT); /* answered; whatever comes next sets it */
   sqs_enter(s);
   sqs_count_result(s, r);
   if (r->error == CF_OK) {
@@ -257,8 +274,9 @@ static int job_call(sqs_job *j) {
 static void job_submit(sqs_job *j) {
   sqs *s = j->s;
 
-  if (!sendable(s)) {
-    j->state = JOB_PARKED;
+  if (!sendable(s) || (j->url[0] != '\0' &&
+                       sqs_peer_state(s, j->url) == SQS_PEER_SUSPECT)) {
+    job_state(j, JOB_PARKED);
     return;
   }
   if (j->attempts++ > 0)
@@ -268,7 +286,7 @@ static void job_submit(sqs_job *j) {
     job_wait(j);
     return;
   }
-  j->state = JOB_INFLIGHT;
+  job_state(j, JOB_INFLIGHT);
 }
 
 /* --- batches -------------------------------------------------------------- */
@@ -394,7 +412,13 @@ void sqs_send_resume(sqs *s) {
   for (n = s->jobs.next; n != &s->jobs; n = next) {
     sqs_job *j = cf_container_of(n, sqs_job, link);
     next = n->next;
-    if (j->state == JOB_PARKED)
+    if (j->state != JOB_PARKED)
+      continue;
+    /* Flushing: discovery has stopped, a suspect peer stays one. */
+    if (s->phase == SQS_DRAINING && j->url[0] != '\0' &&
+        sqs_peer_state(s, j->url) == SQS_PEER_SUSPECT)
+      job_free(j, 0);
+    else
       job_submit(j);
   }
   sqs_send_pump(s);
