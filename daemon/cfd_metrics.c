@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cfd_log.h"
+
 /* 10 us to 1 s: a local fan-out is microseconds, a stall is visible. */
 static const double bucket_le[CFD_METRICS_BUCKETS] = {
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
@@ -16,6 +18,7 @@ void cfd_metrics_collect(cfd_metrics_ext *ext, const cf_hub *hub,
                          const cf_queue *q) {
   memset(ext, 0, sizeof(*ext));
   cf_hub_get_stats(hub, &ext->hub, sizeof(ext->hub));
+  ext->log_dropped = cfd_log_dropped();
   ext->queue_state = CF_QUEUE_STOPPED;
   if (q == NULL)
     return;
@@ -165,6 +168,12 @@ static void render_daemon(outbuf *o, const cfd_metrics *m) {
           m->ws_close, m->n_ws_close);
 }
 
+static void render_ext(outbuf *o, const cfd_metrics_ext *e) {
+  scalar(o, "log_dropped_total", "counter",
+         "Log lines dropped because stderr could not take them at once.",
+         e->log_dropped);
+}
+
 static void render_hub(outbuf *o, const cfd_metrics_ext *e) {
   scalar(o, "messages_out_total", "counter",
          "Message deliveries queued to clients.", e->hub.deliveries);
@@ -216,6 +225,7 @@ char *cfd_metrics_render(const cfd_metrics *m, const cfd_metrics_ext *ext,
   render_daemon(&o, m);
   render_hub(&o, ext);
   render_queue(&o, ext);
+  render_ext(&o, ext);
   histogram(&o, m);
   if (o.oom) {
     free(o.p);

@@ -44,11 +44,12 @@ typedef struct cfd_metrics_ext {
   int queue_up;         /* 1 when the queue backend is up */
   int queue_state;      /* cf_queue_state; CF_QUEUE_STOPPED if none */
   cf_queue_stats queue; /* from cf_queue_get_stats(); zero if none */
+  uint64_t log_dropped; /* from cfd_log_dropped() */
 } cfd_metrics_ext;
 
 /*
  * Fills ext from hub and q (both borrowed, read only; q may be NULL when
- * no queue is attached). hub must not be NULL. With a queue, the queue's
+ * no queue is attached) and the logger. hub must not be NULL. With a queue, the queue's
  * publish counts replace the hub's (hub.queue_published/queue_errors):
  * messages may reach the queue without the hub.
  */

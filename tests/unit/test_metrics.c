@@ -176,6 +176,7 @@ static void test_names_and_types(void **state) {
       {"chatfanout_queue_retries_total", "counter"},
       {"chatfanout_queue_buffered_bytes", "gauge"},
       {"chatfanout_queue_dropped_total", "counter"},
+      {"chatfanout_log_dropped_total", "counter"},
       {"chatfanout_fanout_seconds", "histogram"}};
   cfd_metrics m;
   cfd_metrics_ext e;
@@ -224,6 +225,7 @@ static void test_values(void **state) {
   e.queue.retries = 15;
   e.queue.buffered_bytes = 65536;
   e.queue.dropped = 3;
+  e.log_dropped = 12;
   cfd_metrics_http(&m, 404);
   cfd_metrics_http(&m, 200);
   cfd_metrics_http(&m, 404);
@@ -247,6 +249,7 @@ static void test_values(void **state) {
   assert_true(get(&P, "chatfanout_queue_retries_total") == 15);
   assert_true(get(&P, "chatfanout_queue_buffered_bytes") == 65536);
   assert_true(get(&P, "chatfanout_queue_dropped_total") == 3);
+  assert_true(get(&P, "chatfanout_log_dropped_total") == 12);
   assert_true(get(&P, "chatfanout_http_requests_total{code=\"404\"}") == 2);
   assert_true(get(&P, "chatfanout_http_requests_total{code=\"200\"}") == 1);
   assert_false(find(&P, "chatfanout_http_requests_total{code=\"500\"}", &v));
