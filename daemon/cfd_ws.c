@@ -377,11 +377,18 @@ static void hub_wake(cf_client *cl, void *ud) {
 static void hub_close(cf_client *cl, int reason, void *ud) {
   cfd_ws *c = ud;
   (void)cl;
-  if (reason == CF_CLOSE_SLOW) {
+  switch (reason) {
+  case CF_CLOSE_SLOW:
     c->ctx->metrics.slow_disconnects++;
     ws_fail(c, 1008, "slow consumer");
-  } else {
+    break;
+  case CF_CLOSE_SHUTDOWN:
     ws_fail(c, 1001, "going away");
+    break;
+  default:
+    /* CF_CLOSE_NOMEM and any reason a newer hub adds. */
+    ws_fail(c, 1011, "internal error");
+    break;
   }
 }
 

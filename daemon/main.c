@@ -356,6 +356,19 @@ static int run(const cfd_config *cfg) {
   return rc;
 }
 
+/*
+ * A parent may start us with SIGTERM/SIGINT blocked (the mask is
+ * inherited across exec); libev does not unblock them, so a blocked stop
+ * signal would stay pending forever and the daemon could not be stopped.
+ */
+static void unblock_stop_signals(void) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
 int main(int argc, char **argv) {
   cfd_config cfg;
   char err[512];
@@ -370,6 +383,7 @@ int main(int argc, char **argv) {
   }
   cfd_log_setup(cfg.log_level, cfg.log_format);
   signal(SIGPIPE, SIG_IGN);
+  unblock_stop_signals();
   rc = run(&cfg);
   cfd_config_free(&cfg);
   return rc;

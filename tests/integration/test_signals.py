@@ -88,10 +88,34 @@ def no_clients():
                'status %r after %.2fs' % (rc, dt))
 
 
+def inherited_blocked():
+    # A parent may start the daemon with the stop signals blocked (the
+    # mask survives exec); it must still stop on SIGTERM and SIGINT.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        old = signal.pthread_sigmask(signal.SIG_BLOCK,
+                                     {signal.SIGTERM, signal.SIGINT})
+        try:
+            d = cfd.Daemon(tag='blocked-%s' % sig.name)
+            d.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        try:
+            t0 = time.monotonic()
+            d.signal(sig)
+            rc = d.wait(SHUTDOWN + 5)
+            dt = time.monotonic() - t0
+            chk.ok(rc == 0 and dt < 1.5,
+                   '%s inherited blocked: still exit 0 at once' % sig.name,
+                   'status %r after %.2fs' % (rc, dt))
+        finally:
+            d.kill()
+
+
 def main():
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.run(asyncio.wait_for(scenario(sig), 30))
     no_clients()
+    inherited_blocked()
     return chk.result()
 
 
