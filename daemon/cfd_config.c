@@ -92,6 +92,13 @@ static const opt opts[] = {
     {"history", "CHATFANOUT_HISTORY", "N", "50",
      "messages per room replayed to a joining client, 0-100000; 0 disables",
      OPT_UINT, F(history), 0, HISTORY_MAX, 0, "0 to 100000"},
+    {"history-bytes", "CHATFANOUT_HISTORY_BYTES", "SIZE", "64MiB",
+     "history kept across all rooms (least recently used rooms lose\n"
+     "      theirs first), at least 1MiB",
+     OPT_SIZE, F(history_bytes), MIB, SIZE_MAX, 0, "at least 1MiB"},
+    {"max-rooms", "CHATFANOUT_MAX_ROOMS", "N", "100000",
+     "rooms held at once, 1-10000000 (an upgrade past it: 503)",
+     OPT_UINT, F(max_rooms), 1, 10000000u, 0, "1 to 10000000"},
     {"ping-interval", "CHATFANOUT_PING_INTERVAL", "DUR", "30s",
      "server pings; 0 disables", OPT_DURATION, F(ping_interval), 0, 0, 1,
      NULL},
@@ -652,6 +659,8 @@ static void set_defaults(cfd_config *cfg) {
   cfg->max_connections = 10000;
   cfg->client_buffer = MIB;
   cfg->history = 50;
+  cfg->history_bytes = 64 * MIB;
+  cfg->max_rooms = 100000;
   cfg->ping_interval = 30;
   cfg->idle_timeout = 120;
   cfg->header_timeout = 10;

@@ -25,6 +25,8 @@ typedef struct cfd_config {
   size_t n_allowed_origins;
   size_t client_buffer;    /* bytes, at least 4 KiB, default 1 MiB */
   unsigned history;        /* per room, 0-100000, default 50, 0: off */
+  size_t history_bytes;    /* all rooms' history, >= 1 MiB, def. 64 MiB */
+  unsigned max_rooms;      /* rooms held at once, default 100000 */
   double ping_interval;    /* seconds, default 30, 0 disables */
   double idle_timeout;     /* seconds, default 120, 0 disables */
   double header_timeout;   /* seconds to get a request head, > 0, def. 10 */

@@ -96,6 +96,8 @@ static int hub_open(daemon_t *d, const cfd_config *cfg) {
   }
   hc.max_message = cfg->max_message_size;
   hc.history = cfg->history;
+  hc.history_bytes = cfg->history_bytes;
+  hc.max_rooms = cfg->max_rooms;
   hc.framer = cfd_frame_hub_framer;
   hc.clock_ms = wall_ms;
   hc.instance_id = cfg->instance_id; /* 0: the hub picks a random one */
