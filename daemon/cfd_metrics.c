@@ -181,6 +181,12 @@ static void render_hub(outbuf *o, const cfd_metrics_ext *e) {
          "Wire bytes of the deliveries queued to clients.",
          e->hub.delivered_bytes);
   scalar(o, "rooms", "gauge", "Rooms held.", e->hub.rooms);
+  scalar(o, "history_bytes", "gauge",
+         "History bytes held across rooms (wire bytes + 256 a message).",
+         e->hub.history_bytes);
+  scalar(o, "nomem_closes_total", "counter",
+         "Clients closed (1011) because their outbox could not grow.",
+         e->hub.nomem_closes);
   scalar(o, "queue_publishes_total", "counter",
          "Messages the queue backend accepted.", e->hub.queue_published);
   scalar(o, "queue_receives_total", "counter",

@@ -165,6 +165,8 @@ static void test_names_and_types(void **state) {
       {"chatfanout_slow_client_disconnects_total", "counter"},
       {"chatfanout_ws_closes_total", "counter"},
       {"chatfanout_rooms", "gauge"},
+      {"chatfanout_history_bytes", "gauge"},
+      {"chatfanout_nomem_closes_total", "counter"},
       {"chatfanout_queue_publishes_total", "counter"},
       {"chatfanout_queue_receives_total", "counter"},
       {"chatfanout_queue_errors_total", "counter"},
@@ -214,6 +216,8 @@ static void test_values(void **state) {
   e.hub.deliveries = 21;
   e.hub.delivered_bytes = 99999;
   e.hub.rooms = 4;
+  e.hub.history_bytes = 4096;
+  e.hub.nomem_closes = 1;
   e.hub.queue_published = 5;
   e.hub.received = 6;
   e.hub.queue_errors = 8;
@@ -238,6 +242,8 @@ static void test_values(void **state) {
   assert_true(get(&P, "chatfanout_messages_out_total") == 21);
   assert_true(get(&P, "chatfanout_bytes_out_total") == 99999);
   assert_true(get(&P, "chatfanout_rooms") == 4);
+  assert_true(get(&P, "chatfanout_history_bytes") == 4096);
+  assert_true(get(&P, "chatfanout_nomem_closes_total") == 1);
   assert_true(get(&P, "chatfanout_queue_publishes_total") == 5);
   assert_true(get(&P, "chatfanout_queue_receives_total") == 6);
   assert_true(get(&P, "chatfanout_queue_errors_total") == 8);
