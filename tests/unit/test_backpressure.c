@@ -10,9 +10,7 @@
 
 #include <chatfanout/chatfanout.h>
 
-#include "test_mem.h"
-
-static test_mem tm;
+#include "hub_fixture.h"
 
 typedef struct tc {
   cf_client *c;
@@ -24,17 +22,7 @@ typedef struct tc {
 } tc;
 
 static void tc_drain(tc *t) {
-  struct iovec iov[8];
-  int n, i;
-
-  while ((n = cf_client_iov(t->c, iov, 8)) > 0) {
-    size_t total = 0;
-
-    for (i = 0; i < n; i++)
-      total += iov[i].iov_len;
-    cf_client_consume(t->c, total);
-    t->drained += total;
-  }
+  hf_drain(t->c, NULL, 0, &t->drained);
 }
 
 static void tc_wake(cf_client *c, void *ud) {
@@ -63,17 +51,7 @@ static void tc_close(cf_client *c, int reason, void *ud) {
 
 static const cf_client_ops ops = {CF_CLIENT_OPS_VERSION, tc_wake, tc_close};
 
-/* "<100>": 5 header bytes for the 100-byte payloads used below. */
-static size_t framer(uint8_t *buf, uint32_t flags, size_t len, void *ud) {
-  char tmp[CF_FRAME_HEADROOM_MAX + 1];
-  int n = snprintf(tmp, sizeof(tmp), "<%zu>", len);
-
-  (void)flags;
-  (void)ud;
-  memcpy(buf, tmp, (size_t)n);
-  return (size_t)n;
-}
-
+/* hf_framer_len writes "<100>": 5 header bytes for the 100-byte payloads. */
 #define WIRE 105u                  /* framed 100-byte payload */
 #define COST (WIRE + 64u)          /* with the per-entry cost */
 #define BUFFER (6u * COST + 10u)   /* six fit, the seventh does not */
@@ -106,27 +84,8 @@ static int pub100(cf_hub *h, const char *room, char fill) {
   return cf_hub_publish(h, room, strlen(room), CF_MSG_TEXT, p, sizeof(p));
 }
 
-static cf_hub_stats stats(const cf_hub *h) {
-  cf_hub_stats st;
-
-  cf_hub_get_stats(h, &st, sizeof(st));
-  return st;
-}
-
-static int setup(void **state) {
-  (void)state;
-  test_mem_init(&tm, 0);
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  assert_int_equal(tm.live, 0);
-  return 0;
-}
-
 static void test_slow_client_closed(void **state) {
-  cf_hub *h = hub_new(BUFFER, framer);
+  cf_hub *h = hub_new(BUFFER, hf_framer_len);
   tc fast, slow;
   int i;
 
@@ -138,15 +97,15 @@ static void test_slow_client_closed(void **state) {
     assert_int_equal(pub100(h, "r", 'a'), CF_OK);
   assert_int_equal(slow.closes, 0);
   assert_int_equal(cf_client_pending(slow.c), 6 * WIRE);
-  assert_int_equal(stats(h).outbox_bytes, 6 * WIRE);
+  assert_int_equal(hf_stats(h).outbox_bytes, 6 * WIRE);
 
   assert_int_equal(pub100(h, "r", 'b'), CF_OK);
   assert_int_equal(slow.closes, 1);
   assert_int_equal(slow.reason, CF_CLOSE_SLOW);
   /* Nothing had been sent: every queued message is dropped. */
   assert_int_equal(cf_client_pending(slow.c), 0);
-  assert_int_equal(stats(h).outbox_bytes, 0);
-  assert_int_equal(stats(h).slow_closes, 1);
+  assert_int_equal(hf_stats(h).outbox_bytes, 0);
+  assert_int_equal(hf_stats(h).slow_closes, 1);
 
   /* The slow one gets nothing more; the fast one everything. */
   for (i = 0; i < 20; i++)
@@ -156,8 +115,8 @@ static void test_slow_client_closed(void **state) {
   assert_int_equal(cf_client_pending(slow.c), 0);
   assert_int_equal(fast.drained, 27 * WIRE);
   assert_int_equal(fast.closes, 0);
-  assert_int_equal(stats(h).deliveries, 27 + 6);
-  assert_int_equal(stats(h).slow_closes, 1);
+  assert_int_equal(hf_stats(h).deliveries, 27 + 6);
+  assert_int_equal(hf_stats(h).slow_closes, 1);
   /* A closing client cannot join, and close_all does not repeat it. */
   assert_int_equal(cf_client_join(slow.c, "q", 1), CF_ERR_CLOSED);
   cf_hub_close_all(h);
@@ -168,7 +127,7 @@ static void test_slow_client_closed(void **state) {
 }
 
 static void test_partly_sent_head_kept(void **state) {
-  cf_hub *h = hub_new(BUFFER, framer);
+  cf_hub *h = hub_new(BUFFER, hf_framer_len);
   struct iovec iov[4];
   tc slow;
   int i;
@@ -185,18 +144,18 @@ static void test_partly_sent_head_kept(void **state) {
   assert_int_equal(slow.closes, 1);
   /* The rest of the started message stays, so the stream is whole. */
   assert_int_equal(cf_client_pending(slow.c), WIRE - 10);
-  assert_int_equal(stats(h).outbox_bytes, WIRE - 10);
+  assert_int_equal(hf_stats(h).outbox_bytes, WIRE - 10);
   assert_int_equal(cf_client_iov(slow.c, iov, 4), 1);
   assert_int_equal(iov[0].iov_len, WIRE - 10);
   assert_memory_equal(iov[0].iov_base, "aaaa", 4);
   assert_null(cf_client_pop(slow.c));
   cf_client_consume(slow.c, WIRE);
-  assert_int_equal(stats(h).outbox_bytes, 0);
+  assert_int_equal(hf_stats(h).outbox_bytes, 0);
   cf_hub_free(h);
 }
 
 static void test_close_handler_sends_and_frees(void **state) {
-  cf_hub *h = hub_new(BUFFER, framer);
+  cf_hub *h = hub_new(BUFFER, hf_framer_len);
   tc a, b, c;
   int i;
 
@@ -215,15 +174,15 @@ static void test_close_handler_sends_and_frees(void **state) {
   /* A closing client may still queue its own bytes. */
   assert_int_equal(cf_client_pending(a.c), 3);
   assert_int_equal(a.wakes, 2);
-  assert_int_equal(stats(h).clients, 2);
-  assert_int_equal(stats(h).slow_closes, 2);
-  assert_int_equal(stats(h).outbox_bytes, 3);
+  assert_int_equal(hf_stats(h).clients, 2);
+  assert_int_equal(hf_stats(h).slow_closes, 2);
+  assert_int_equal(hf_stats(h).outbox_bytes, 3);
   assert_int_equal(c.drained, 7 * WIRE);
   cf_hub_free(h);
 }
 
 static void test_rooms_isolated(void **state) {
-  cf_hub *h = hub_new(BUFFER, framer);
+  cf_hub *h = hub_new(BUFFER, hf_framer_len);
   tc slow, fast_x, fast_y;
   int i;
 
@@ -246,7 +205,7 @@ static void test_rooms_isolated(void **state) {
 }
 
 static void test_gauge(void **state) {
-  cf_hub *h = hub_new(BUFFER, framer);
+  cf_hub *h = hub_new(BUFFER, hf_framer_len);
   tc t[3];
   cf_msg *m;
   int i;
@@ -256,21 +215,21 @@ static void test_gauge(void **state) {
     tc_new(h, &t[i], "r");
   assert_int_equal(pub100(h, "r", 'a'), CF_OK);
   assert_int_equal(pub100(h, "r", 'b'), CF_OK);
-  assert_int_equal(stats(h).outbox_bytes, 6 * WIRE);
+  assert_int_equal(hf_stats(h).outbox_bytes, 6 * WIRE);
   cf_client_consume(t[0].c, 7);
-  assert_int_equal(stats(h).outbox_bytes, 6 * WIRE - 7);
+  assert_int_equal(hf_stats(h).outbox_bytes, 6 * WIRE - 7);
   m = cf_client_pop(t[1].c);
   cf_msg_unref(m);
-  assert_int_equal(stats(h).outbox_bytes, 5 * WIRE - 7);
+  assert_int_equal(hf_stats(h).outbox_bytes, 5 * WIRE - 7);
   assert_int_equal(cf_client_send(t[1].c, "ctl", 3), CF_OK);
-  assert_int_equal(stats(h).outbox_bytes, 5 * WIRE - 4);
+  assert_int_equal(hf_stats(h).outbox_bytes, 5 * WIRE - 4);
   cf_client_free(t[2].c);
-  assert_int_equal(stats(h).outbox_bytes, 3 * WIRE - 4);
-  assert_int_equal(stats(h).outbox_bytes,
+  assert_int_equal(hf_stats(h).outbox_bytes, 3 * WIRE - 4);
+  assert_int_equal(hf_stats(h).outbox_bytes,
                    cf_client_pending(t[0].c) + cf_client_pending(t[1].c));
   cf_client_consume(t[0].c, 1u << 20);
   cf_client_consume(t[1].c, 1u << 20);
-  assert_int_equal(stats(h).outbox_bytes, 0);
+  assert_int_equal(hf_stats(h).outbox_bytes, 0);
   cf_hub_free(h);
 }
 
@@ -294,7 +253,7 @@ static void test_empty_messages_bounded(void **state) {
 }
 
 static void test_ring_growth_failure_is_nomem(void **state) {
-  cf_hub *h = hub_new(1u << 20, framer);
+  cf_hub *h = hub_new(1u << 20, hf_framer_len);
   tc fast, full;
   int i;
 
@@ -312,8 +271,8 @@ static void test_ring_growth_failure_is_nomem(void **state) {
   /* Cut off, as it would miss the message, but not called slow. */
   assert_int_equal(full.closes, 1);
   assert_int_equal(full.reason, CF_CLOSE_NOMEM);
-  assert_int_equal(stats(h).nomem_closes, 1);
-  assert_int_equal(stats(h).slow_closes, 0);
+  assert_int_equal(hf_stats(h).nomem_closes, 1);
+  assert_int_equal(hf_stats(h).slow_closes, 0);
   assert_int_equal(cf_client_pending(full.c), 0);
   assert_int_equal(fast.drained, 9 * WIRE);
   assert_int_equal(fast.closes, 0);
@@ -325,7 +284,7 @@ static void test_ring_growth_failure_is_nomem(void **state) {
 }
 
 static void test_client_new_reserves_ring(void **state) {
-  cf_hub *h = hub_new(1u << 20, framer);
+  cf_hub *h = hub_new(1u << 20, hf_framer_len);
   unsigned long n, allocs;
   tc t;
 
@@ -341,7 +300,7 @@ static void test_client_new_reserves_ring(void **state) {
     if (!tm.failed)
       break;
     assert_int_equal(rv, CF_ERR_NOMEM);
-    assert_int_equal(stats(h).clients, 0);
+    assert_int_equal(hf_stats(h).clients, 0);
   }
   tm.fail_at = 0;
   /* The client itself and its first ring. */
@@ -357,7 +316,7 @@ static void test_client_new_reserves_ring(void **state) {
 }
 
 static void test_burst_ring_not_reallocated(void **state) {
-  cf_hub *h = hub_new(1u << 20, framer);
+  cf_hub *h = hub_new(1u << 20, hf_framer_len);
   unsigned long allocs;
   tc t;
   int i;
@@ -378,7 +337,7 @@ static void test_burst_ring_not_reallocated(void **state) {
 }
 
 static void test_send_allowance(void **state) {
-  cf_hub *h = hub_new(BUFFER, framer);
+  cf_hub *h = hub_new(BUFFER, hf_framer_len);
   char big[4096];
   tc t;
   int i;
@@ -402,7 +361,7 @@ static void test_send_allowance(void **state) {
 }
 
 int main(void) {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, hf_setup, hf_teardown)
   const struct CMUnitTest tests[] = {
       T(test_slow_client_closed),
       T(test_partly_sent_head_kept),

@@ -16,7 +16,7 @@
 #include <chatfanout/chatfanout.h>
 
 #include "fake_loop.h"
-#include "test_mem.h"
+#include "hub_fixture.h"
 
 #define ID_A 0xaaaa
 #define ID_B 0xbbbb
@@ -36,29 +36,13 @@ typedef struct node {
   cf_queue *q;
 } node;
 
-static test_mem tm;
 static fake_loop fl;
 static cf_queue_bus *bus;
 static node A, B;
 
-static int pub(cf_hub *h, const char *room, const char *s) {
-  return cf_hub_publish(h, room, strlen(room), CF_MSG_TEXT, s, strlen(s));
-}
-
 /* Takes whole messages, so each one shows up separately in got. */
 static void tc_take(tc *t) {
-  cf_msg *m;
-
-  while ((m = cf_client_pop(t->c)) != NULL) {
-    size_t n = cf_msg_size(m);
-
-    assert_true(t->got_len + n + 1 < sizeof(t->got));
-    memcpy(t->got + t->got_len, cf_msg_data(m), n);
-    t->got_len += n;
-    t->got[t->got_len++] = '|';
-    t->got[t->got_len] = '\0';
-    cf_msg_unref(m);
-  }
+  hf_take(t->c, t->got, sizeof(t->got), &t->got_len);
 }
 
 static void tc_wake(cf_client *c, void *ud) {
@@ -69,7 +53,7 @@ static void tc_wake(cf_client *c, void *ud) {
   t->wakes++;
   if (reply != NULL) {
     t->reply = NULL;
-    assert_int_equal(pub(t->hub, "r", reply), CF_OK);
+    assert_int_equal(hf_pub(t->hub, "r", reply), CF_OK);
   }
 }
 
@@ -101,13 +85,6 @@ static void history_is(cf_hub *h, const char *room, const char *s) {
   tc_new(&z, h, room);
   tc_got_is(&z, s);
   cf_client_free(z.c);
-}
-
-static cf_hub_stats stats(const cf_hub *h) {
-  cf_hub_stats st;
-
-  cf_hub_get_stats(h, &st, sizeof(st));
-  return st;
 }
 
 static cf_queue_stats qstats(const cf_queue *q) {
@@ -164,15 +141,8 @@ static void cluster_down(void) {
 }
 
 static int setup(void **state) {
-  (void)state;
-  test_mem_init(&tm, 0);
+  hf_setup(state);
   fake_loop_init(&fl);
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  assert_int_equal(tm.live, 0);
   return 0;
 }
 
@@ -186,7 +156,7 @@ static void test_publish_reaches_both_once(void **state) {
   tc_new(&a2, A.hub, "r");
   tc_new(&b1, B.hub, "r");
   tc_new(&b2, B.hub, "other");
-  assert_int_equal(pub(A.hub, "r", "hello"), CF_OK);
+  assert_int_equal(hf_pub(A.hub, "r", "hello"), CF_OK);
   /* A's own clients have it before publish returns... */
   assert_int_equal(a1.wakes, 1);
   assert_int_equal(a2.wakes, 1);
@@ -208,13 +178,13 @@ static void test_publish_reaches_both_once(void **state) {
   tc_got_is(&b1, "hello|");
   assert_int_equal(a1.wakes, 1);
   assert_int_equal(b1.wakes, 1);
-  assert_int_equal(stats(A.hub).published, 1);
-  assert_int_equal(stats(A.hub).queue_published, 1);
-  assert_int_equal(stats(A.hub).received, 0);
-  assert_int_equal(stats(A.hub).duplicates, 0);
-  assert_int_equal(stats(B.hub).published, 0);
-  assert_int_equal(stats(B.hub).received, 1);
-  assert_int_equal(stats(B.hub).duplicates, 0);
+  assert_int_equal(hf_stats(A.hub).published, 1);
+  assert_int_equal(hf_stats(A.hub).queue_published, 1);
+  assert_int_equal(hf_stats(A.hub).received, 0);
+  assert_int_equal(hf_stats(A.hub).duplicates, 0);
+  assert_int_equal(hf_stats(B.hub).published, 0);
+  assert_int_equal(hf_stats(B.hub).received, 1);
+  assert_int_equal(hf_stats(B.hub).duplicates, 0);
   assert_int_equal(qstats(A.q).received, 0);
   assert_int_equal(qstats(B.q).received, 1);
   /* B keeps it in history for its joiners, as A does. */
@@ -231,12 +201,12 @@ static void test_publish_reaches_both_once(void **state) {
 static void test_history_without_members(void **state) {
   (void)state;
   cluster_up();
-  assert_int_equal(pub(A.hub, "quiet", "q1"), CF_OK);
-  assert_int_equal(pub(A.hub, "quiet", "q2"), CF_OK);
-  assert_int_equal(stats(B.hub).rooms, 0);
+  assert_int_equal(hf_pub(A.hub, "quiet", "q1"), CF_OK);
+  assert_int_equal(hf_pub(A.hub, "quiet", "q2"), CF_OK);
+  assert_int_equal(hf_stats(B.hub).rooms, 0);
   assert_int_equal(fake_loop_advance(&fl, 0), 1);
-  assert_int_equal(stats(B.hub).received, 2);
-  assert_int_equal(stats(B.hub).rooms, 1);
+  assert_int_equal(hf_stats(B.hub).received, 2);
+  assert_int_equal(hf_stats(B.hub).rooms, 1);
   history_is(B.hub, "quiet", "q1|q2|");
   cluster_down();
 }
@@ -256,8 +226,8 @@ static void test_both_ways(void **state) {
   tc_new(&b1, B.hub, "r");
   tc_new(&b2, B.hub, "r");
   b1.reply = "pong";
-  assert_int_equal(pub(A.hub, "r", "ping"), CF_OK);
-  assert_int_equal(pub(B.hub, "r", "b-own"), CF_OK);
+  assert_int_equal(hf_pub(A.hub, "r", "ping"), CF_OK);
+  assert_int_equal(hf_pub(B.hub, "r", "b-own"), CF_OK);
   tc_got_is(&a1, "ping|");
   /* b1's wake (for b-own) replied at once, on B, before publish
    * returned. */
@@ -269,9 +239,9 @@ static void test_both_ways(void **state) {
   tc_got_is(&b1, "b-own|pong|ping|");
   tc_got_is(&b2, "b-own|pong|ping|");
   assert_int_equal(fake_loop_advance(&fl, 1.0), 0);
-  assert_int_equal(stats(A.hub).received, 2);
-  assert_int_equal(stats(B.hub).received, 1);
-  assert_int_equal(stats(A.hub).duplicates + stats(B.hub).duplicates, 0);
+  assert_int_equal(hf_stats(A.hub).received, 2);
+  assert_int_equal(hf_stats(B.hub).received, 1);
+  assert_int_equal(hf_stats(A.hub).duplicates + hf_stats(B.hub).duplicates, 0);
   history_is(A.hub, "r", "ping|b-own|pong|");
   history_is(B.hub, "r", "b-own|pong|ping|");
   cf_client_free(a1.c);
@@ -295,8 +265,8 @@ static void test_own_via_queue_needs_loopback(void **state) {
   cluster_up_flags(CF_HUB_OWN_VIA_QUEUE);
   tc_new(&a1, A.hub, "r");
   tc_new(&b1, B.hub, "r");
-  assert_int_equal(pub(A.hub, "r", "from-a"), CF_OK);
-  assert_int_equal(pub(B.hub, "r", "from-b"), CF_OK);
+  assert_int_equal(hf_pub(A.hub, "r", "from-a"), CF_OK);
+  assert_int_equal(hf_pub(B.hub, "r", "from-b"), CF_OK);
   /* Nothing at once: the queue is the only way in. */
   assert_int_equal(a1.wakes + b1.wakes, 0);
   assert_int_equal(fake_loop_advance(&fl, 0), 2);
@@ -306,9 +276,9 @@ static void test_own_via_queue_needs_loopback(void **state) {
   assert_int_equal(fake_loop_advance(&fl, 1.0), 0);
   tc_got_is(&a1, "from-b|");
   tc_got_is(&b1, "from-a|");
-  assert_int_equal(stats(A.hub).published, 1);
-  assert_int_equal(stats(A.hub).queue_published, 1);
-  assert_int_equal(stats(A.hub).received, 1);
+  assert_int_equal(hf_stats(A.hub).published, 1);
+  assert_int_equal(hf_stats(A.hub).queue_published, 1);
+  assert_int_equal(hf_stats(A.hub).received, 1);
   assert_int_equal(qstats(A.q).received, 1);
   history_is(A.hub, "r", "from-b|");
 
@@ -324,7 +294,7 @@ static void test_own_via_queue_needs_loopback(void **state) {
   assert_int_equal(cf_hub_deliver(A.hub, &e), CF_OK);
   assert_int_equal(cf_hub_deliver(A.hub, &e), CF_OK);
   tc_got_is(&a1, "from-b|from-a|");
-  assert_int_equal(stats(A.hub).duplicates, 1);
+  assert_int_equal(hf_stats(A.hub).duplicates, 1);
   history_is(A.hub, "r", "from-b|from-a|");
   cf_client_free(a1.c);
   cf_client_free(b1.c);
@@ -332,7 +302,7 @@ static void test_own_via_queue_needs_loopback(void **state) {
 }
 
 int main(void) {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, hf_teardown)
   const struct CMUnitTest tests[] = {
       T(test_publish_reaches_both_once),
       T(test_history_without_members),

@@ -10,21 +10,7 @@
 #include <chatfanout/chatfanout.h>
 
 #include "cf_dedupe.h"
-#include "test_mem.h"
-
-static test_mem tm;
-
-static int setup(void **state) {
-  (void)state;
-  test_mem_init(&tm, 0);
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  assert_int_equal(tm.live, 0);
-  return 0;
-}
+#include "hub_fixture.h"
 
 static void test_basic(void **state) {
   cf_dedupe d;
@@ -272,7 +258,7 @@ static void test_hub_failed_delivery_not_remembered(void **state) {
 }
 
 int main(void) {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, hf_setup, hf_teardown)
   const struct CMUnitTest tests[] = {
       T(test_basic),
       T(test_window_fifo),

@@ -14,21 +14,7 @@
 
 #include "cf_envelope.h"
 #include "cf_mem.h"
-#include "test_mem.h"
-
-static test_mem tm;
-
-static int setup(void **state) {
-  (void)state;
-  test_mem_init(&tm, 0);
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  assert_int_equal(tm.live, 0);
-  return 0;
-}
+#include "hub_fixture.h"
 
 static cf_envelope text_env(const char *room, const char *data) {
   cf_envelope e;
@@ -645,7 +631,7 @@ static void test_alloc_failures(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, hf_setup, hf_teardown)
       T(test_text_exact),
       T(test_text_escapes),
       T(test_unicode),

@@ -10,9 +10,7 @@
 
 #include <chatfanout/chatfanout.h>
 
-#include "test_mem.h"
-
-static test_mem tm;
+#include "hub_fixture.h"
 
 typedef struct tc {
   cf_client *c;
@@ -35,16 +33,6 @@ static void tc_close(cf_client *c, int reason, void *ud) {
 
 static const cf_client_ops ops = {CF_CLIENT_OPS_VERSION, tc_wake, tc_close};
 
-static size_t framer(uint8_t *buf, uint32_t flags, size_t len, void *ud) {
-  char tmp[CF_FRAME_HEADROOM_MAX + 1];
-  int n = snprintf(tmp, sizeof(tmp), "<%zu>", len);
-
-  (void)flags;
-  (void)ud;
-  memcpy(buf, tmp, (size_t)n);
-  return (size_t)n;
-}
-
 static cf_hub *hub_new(uint32_t history, size_t buffer, uint32_t max_rooms) {
   cf_hub_config cfg;
   cf_hub *h;
@@ -55,7 +43,7 @@ static cf_hub *hub_new(uint32_t history, size_t buffer, uint32_t max_rooms) {
   cfg.client_buffer = buffer;
   cfg.max_message = 128;
   cfg.max_rooms = max_rooms;
-  cfg.framer = framer;
+  cfg.framer = hf_framer_len;
   cfg.mem = &tm.mem;
   assert_int_equal(cf_hub_new(&h, &cfg), CF_OK);
   return h;
@@ -67,20 +55,7 @@ static void tc_new(cf_hub *h, tc *t) {
 }
 
 static void tc_drain(tc *t) {
-  struct iovec iov[8];
-  int n, i;
-
-  while ((n = cf_client_iov(t->c, iov, 8)) > 0) {
-    size_t total = 0;
-
-    for (i = 0; i < n; i++) {
-      assert_true(t->got_len + iov[i].iov_len <= sizeof(t->got));
-      memcpy(t->got + t->got_len, iov[i].iov_base, iov[i].iov_len);
-      t->got_len += iov[i].iov_len;
-      total += iov[i].iov_len;
-    }
-    cf_client_consume(t->c, total);
-  }
+  hf_drain(t->c, t->got, sizeof(t->got), &t->got_len);
 }
 
 static void tc_got_is(tc *t, const char *s) {
@@ -88,29 +63,6 @@ static void tc_got_is(tc *t, const char *s) {
   assert_int_equal(t->got_len, strlen(s));
   assert_memory_equal(t->got, s, t->got_len);
   t->got_len = 0;
-}
-
-static int pub(cf_hub *h, const char *room, const char *s) {
-  return cf_hub_publish(h, room, strlen(room), CF_MSG_TEXT, s, strlen(s));
-}
-
-static cf_hub_stats stats(const cf_hub *h) {
-  cf_hub_stats st;
-
-  cf_hub_get_stats(h, &st, sizeof(st));
-  return st;
-}
-
-static int setup(void **state) {
-  (void)state;
-  test_mem_init(&tm, 0);
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  assert_int_equal(tm.live, 0);
-  return 0;
 }
 
 static void test_kept_and_replayed(void **state) {
@@ -127,7 +79,7 @@ static void test_kept_and_replayed(void **state) {
     char s[4];
 
     snprintf(s, sizeof(s), "m%d", i);
-    assert_int_equal(pub(h, "r", s), CF_OK);
+    assert_int_equal(hf_pub(h, "r", s), CF_OK);
   }
   assert_int_equal(cf_client_join(b.c, "r", 1), CF_OK);
   assert_int_equal(b.wakes, 1);
@@ -137,9 +89,9 @@ static void test_kept_and_replayed(void **state) {
   for (i = 0; i < 4; i++)
     assert_ptr_equal(ib[i].iov_base, ia[2 + i].iov_base);
   tc_got_is(&b, "<2>m3<2>m4<2>m5<2>m6");
-  assert_int_equal(stats(h).deliveries, 6 + 4);
+  assert_int_equal(hf_stats(h).deliveries, 6 + 4);
   /* Live messages follow the replay. */
-  assert_int_equal(pub(h, "r", "m7"), CF_OK);
+  assert_int_equal(hf_pub(h, "r", "m7"), CF_OK);
   tc_got_is(&b, "<2>m7");
   tc_got_is(&a, "<2>m1<2>m2<2>m3<2>m4<2>m5<2>m6<2>m7");
   cf_hub_free(h);
@@ -158,7 +110,7 @@ static void test_ring_wraps_in_order(void **state) {
     char s[8];
 
     snprintf(s, sizeof(s), "%02d", i);
-    assert_int_equal(pub(h, "room", s), CF_OK);
+    assert_int_equal(hf_pub(h, "room", s), CF_OK);
     if (i >= 93)
       len += (size_t)snprintf(want + len, sizeof(want) - len, "<2>%s", s);
   }
@@ -174,8 +126,8 @@ static void test_room_without_members(void **state) {
 
   (void)state;
   tc_new(h, &a);
-  assert_int_equal(pub(h, "quiet", "p1"), CF_OK);
-  assert_int_equal(stats(h).rooms, 1);
+  assert_int_equal(hf_pub(h, "quiet", "p1"), CF_OK);
+  assert_int_equal(hf_stats(h).rooms, 1);
   memset(&e, 0, sizeof(e));
   e.origin = 5;
   e.seq = 1;
@@ -184,12 +136,12 @@ static void test_room_without_members(void **state) {
   e.data = "q1";
   e.len = 2;
   assert_int_equal(cf_hub_deliver(h, &e), CF_OK);
-  assert_int_equal(stats(h).deliveries, 0);
+  assert_int_equal(hf_stats(h).deliveries, 0);
   assert_int_equal(cf_client_join(a.c, "quiet", 5), CF_OK);
   tc_got_is(&a, "<2>p1<2>q1");
   /* Leaving keeps the room for its history; rejoining replays it. */
   assert_int_equal(cf_client_leave(a.c, "quiet", 5), CF_OK);
-  assert_int_equal(stats(h).rooms, 1);
+  assert_int_equal(hf_stats(h).rooms, 1);
   assert_int_equal(cf_client_join(a.c, "quiet", 5), CF_OK);
   tc_got_is(&a, "<2>p1<2>q1");
   cf_hub_free(h);
@@ -204,20 +156,20 @@ static void test_disabled(void **state) {
   tc_new(h, &a);
   tc_new(h, &b);
   assert_int_equal(cf_client_join(a.c, "r", 1), CF_OK);
-  assert_int_equal(pub(h, "r", "x"), CF_OK);
+  assert_int_equal(hf_pub(h, "r", "x"), CF_OK);
   assert_int_equal(cf_client_join(b.c, "r", 1), CF_OK);
   assert_int_equal(cf_client_pending(b.c), 0);
   assert_int_equal(b.wakes, 0);
   assert_int_equal(cf_client_leave(a.c, "r", 1), CF_OK);
   assert_int_equal(cf_client_leave(b.c, "r", 1), CF_OK);
-  assert_int_equal(stats(h).rooms, 0);
+  assert_int_equal(hf_stats(h).rooms, 0);
   /* A room nobody is in costs nothing at all. */
   allocs = tm.count;
   live = tm.live;
-  assert_int_equal(pub(h, "r", "y"), CF_OK);
+  assert_int_equal(hf_pub(h, "r", "y"), CF_OK);
   assert_int_equal(tm.count - allocs, 1); /* the message itself */
   assert_int_equal(tm.live, live);
-  assert_int_equal(stats(h).rooms, 0);
+  assert_int_equal(hf_stats(h).rooms, 0);
   cf_hub_free(h);
 }
 
@@ -236,7 +188,7 @@ static void test_partial_fit(void **state) {
   for (i = 0; i < 5; i++) {
     memset(payload, 'a' + i, 100);
     payload[100] = 0;
-    assert_int_equal(pub(h, "r", payload), CF_OK);
+    assert_int_equal(hf_pub(h, "r", payload), CF_OK);
   }
   /* Two newest fit (338 <= 400), oldest first. */
   assert_int_equal(cf_client_join(a.c, "r", 1), CF_OK);
@@ -255,7 +207,7 @@ static void test_partial_fit(void **state) {
                 "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"
                 "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee");
   /* A joiner is never closed for history that does not fit. */
-  assert_int_equal(stats(h).slow_closes, 0);
+  assert_int_equal(hf_stats(h).slow_closes, 0);
   cf_hub_free(h);
 }
 
@@ -266,21 +218,21 @@ static void test_idle_rooms_lru(void **state) {
   (void)state;
   tc_new(h, &a);
   assert_int_equal(cf_client_join(a.c, "live", 4), CF_OK);
-  assert_int_equal(pub(h, "r1", "1"), CF_OK);
-  assert_int_equal(pub(h, "r2", "2"), CF_OK);
-  assert_int_equal(stats(h).rooms, 3);
+  assert_int_equal(hf_pub(h, "r1", "1"), CF_OK);
+  assert_int_equal(hf_pub(h, "r2", "2"), CF_OK);
+  assert_int_equal(hf_stats(h).rooms, 3);
   /* r1 used again: r2 is now the least recently used idle room. */
-  assert_int_equal(pub(h, "r1", "3"), CF_OK);
-  assert_int_equal(pub(h, "r3", "4"), CF_OK);
-  assert_int_equal(stats(h).rooms, 3);
+  assert_int_equal(hf_pub(h, "r1", "3"), CF_OK);
+  assert_int_equal(hf_pub(h, "r3", "4"), CF_OK);
+  assert_int_equal(hf_stats(h).rooms, 3);
   assert_int_equal(cf_client_join(a.c, "r2", 2), CF_OK);
   assert_int_equal(cf_client_pending(a.c), 0);
   /* That join evicted r1; r3 still has its message. */
   assert_int_equal(cf_client_join(a.c, "r3", 2), CF_OK);
   tc_got_is(&a, "<1>4");
   /* All rooms have members: history for a new room is not kept. */
-  assert_int_equal(pub(h, "r4", "5"), CF_OK);
-  assert_int_equal(stats(h).rooms, 3);
+  assert_int_equal(hf_pub(h, "r4", "5"), CF_OK);
+  assert_int_equal(hf_stats(h).rooms, 3);
   assert_int_equal(cf_client_join(a.c, "r4", 2), CF_ERR_LIMIT);
   cf_hub_free(h);
 }
@@ -298,14 +250,14 @@ static void test_history_publish_nomem(void **state) {
 
     tm.fail_at = tm.count + n;
     tm.failed = 0;
-    rv = pub(h, "new", "x");
+    rv = hf_pub(h, "new", "x");
     if (!tm.failed) {
       assert_int_equal(rv, CF_OK);
       break;
     }
     assert_int_equal(rv, CF_ERR_NOMEM);
-    assert_int_equal(stats(h).rooms, 0);
-    assert_int_equal(stats(h).published, 0);
+    assert_int_equal(hf_stats(h).rooms, 0);
+    assert_int_equal(hf_stats(h).published, 0);
   }
   tm.fail_at = 0;
   assert_int_equal(cf_client_join(a.c, "new", 3), CF_OK);
@@ -416,30 +368,30 @@ static void test_budget_lru_order(void **state) {
     assert_int_equal(pub100(h, "b1", tag), CF_OK);
   }
   /* Exactly at the budget: nothing dropped yet. */
-  assert_int_equal(stats(h).history_bytes, 10 * ECOST);
-  assert_int_equal(stats(h).rooms, 4);
+  assert_int_equal(hf_stats(h).history_bytes, 10 * ECOST);
+  assert_int_equal(hf_stats(h).rooms, 4);
   /*
    * i1 goes first although b2 was used before it, then i2. (Rooms are
    * only looked into at the end: a join is a use, and would reorder.)
    */
   assert_int_equal(pub100(h, "b1", "d4"), CF_OK);
-  assert_int_equal(stats(h).history_bytes, 10 * ECOST);
-  assert_int_equal(stats(h).rooms, 4);
+  assert_int_equal(hf_stats(h).history_bytes, 10 * ECOST);
+  assert_int_equal(hf_stats(h).rooms, 4);
   assert_int_equal(pub100(h, "b1", "d5"), CF_OK);
-  assert_int_equal(stats(h).rooms, 4);
+  assert_int_equal(hf_stats(h).rooms, 4);
   assert_int_equal(pub100(h, "b1", "d6"), CF_OK);
-  assert_int_equal(stats(h).rooms, 3);
+  assert_int_equal(hf_stats(h).rooms, 3);
   assert_int_equal(pub100(h, "b1", "d7"), CF_OK);
   assert_int_equal(pub100(h, "b1", "d8"), CF_OK);
-  assert_int_equal(stats(h).rooms, 3);
+  assert_int_equal(hf_stats(h).rooms, 3);
   assert_int_equal(pub100(h, "b1", "d9"), CF_OK);
-  assert_int_equal(stats(h).rooms, 2);
+  assert_int_equal(hf_stats(h).rooms, 2);
   /* No idle room left: the least recently used room with members (b2
    * loses x0 but stays, for its member), then b1's own oldest. */
   assert_int_equal(pub100(h, "b1", "da"), CF_OK);
   assert_int_equal(pub100(h, "b1", "db"), CF_OK);
-  assert_int_equal(stats(h).history_bytes, 10 * ECOST);
-  assert_int_equal(stats(h).rooms, 2);
+  assert_int_equal(hf_stats(h).history_bytes, 10 * ECOST);
+  assert_int_equal(hf_stats(h).rooms, 2);
   history_is(h, "b2", "");
   history_is(h, "b1", "d2d3d4d5d6d7d8d9dadb");
   history_is(h, "i1", "");
@@ -448,7 +400,7 @@ static void test_budget_lru_order(void **state) {
   assert_int_equal(cf_client_pending(a.c), 12 * 100);
   tc_drain(&a);
   cf_client_free(a.c);
-  assert_int_equal(stats(h).rooms, 1);
+  assert_int_equal(hf_stats(h).rooms, 1);
   cf_hub_free(h);
 }
 
@@ -462,15 +414,15 @@ static void test_budget_big_message(void **state) {
   memset(big, 'B', sizeof(big));
   assert_int_equal(cf_hub_publish(h, "r1", 2, CF_MSG_TEXT, big, 128),
                    CF_OK);
-  assert_int_equal(stats(h).history_bytes, 128 + 256);
+  assert_int_equal(hf_stats(h).history_bytes, 128 + 256);
   assert_int_equal(cf_hub_publish(h, "r2", 2, CF_MSG_TEXT, "s", 1), CF_OK);
-  assert_int_equal(stats(h).history_bytes, 1 + 256);
-  assert_int_equal(stats(h).rooms, 1);
+  assert_int_equal(hf_stats(h).history_bytes, 1 + 256);
+  assert_int_equal(hf_stats(h).rooms, 1);
   /* r2 is the only room with history: it keeps its newest entry. */
   assert_int_equal(cf_hub_publish(h, "r2", 2, CF_MSG_TEXT, big, 128),
                    CF_OK);
-  assert_int_equal(stats(h).history_bytes, 128 + 256);
-  assert_int_equal(stats(h).rooms, 1);
+  assert_int_equal(hf_stats(h).history_bytes, 128 + 256);
+  assert_int_equal(hf_stats(h).rooms, 1);
   cf_hub_free(h);
 }
 
@@ -502,12 +454,12 @@ static void test_budget_remote_rooms(void **state) {
     memcpy(p, room + 7, 2);
     e = env_for(room, i, p);
     assert_int_equal(cf_hub_deliver(h, &e), CF_OK);
-    assert_true(stats(h).history_bytes <= 5 * ECOST);
+    assert_true(hf_stats(h).history_bytes <= 5 * ECOST);
   }
-  assert_int_equal(stats(h).received, 50);
-  assert_int_equal(stats(h).history_bytes, 5 * ECOST);
+  assert_int_equal(hf_stats(h).received, 50);
+  assert_int_equal(hf_stats(h).history_bytes, 5 * ECOST);
   /* Only the five newest rooms are left, each with its message. */
-  assert_int_equal(stats(h).rooms, 5);
+  assert_int_equal(hf_stats(h).rooms, 5);
   history_is(h, "remote-46", "46");
   history_is(h, "remote-50", "50");
   history_is(h, "remote-45", "");
@@ -575,7 +527,7 @@ static void test_budget_rings_small(void **state) {
                                     "m", 1),
                      CF_OK);
   }
-  assert_int_equal(stats(h).rooms, 10);
+  assert_int_equal(hf_stats(h).rooms, 10);
   assert_true(bm.largest < 4096);
   cf_hub_free(h);
 }
@@ -606,7 +558,7 @@ static void test_budget_ring_growth_nomem(void **state) {
     }
     assert_int_equal(rv, CF_ERR_NOMEM);
     assert_int_equal(cf_client_pending(a.c), 0);
-    assert_int_equal(stats(h).published, 4);
+    assert_int_equal(hf_stats(h).published, 4);
   }
   tm.fail_at = 0;
   assert_true(n > 2);
@@ -615,7 +567,7 @@ static void test_budget_ring_growth_nomem(void **state) {
 }
 
 int main(void) {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, hf_setup, hf_teardown)
   const struct CMUnitTest tests[] = {
       T(test_kept_and_replayed),
       T(test_ring_wraps_in_order),

@@ -13,9 +13,7 @@
 
 #include <chatfanout/chatfanout.h>
 
-#include "test_mem.h"
-
-static test_mem tm;
+#include "hub_fixture.h"
 
 /* --- Recording clients ---------------------------------------------------- */
 
@@ -73,37 +71,13 @@ static void tc_free(tc *t) {
 
 /* Writes everything pending into t->got, as a transport would. */
 static void tc_drain(tc *t) {
-  struct iovec iov[8];
-  int n, i;
-
-  while ((n = cf_client_iov(t->c, iov, 8)) > 0) {
-    size_t total = 0;
-
-    for (i = 0; i < n; i++) {
-      assert_true(t->got_len + iov[i].iov_len <= sizeof(t->got));
-      memcpy(t->got + t->got_len, iov[i].iov_base, iov[i].iov_len);
-      t->got_len += iov[i].iov_len;
-      total += iov[i].iov_len;
-    }
-    cf_client_consume(t->c, total);
-  }
+  hf_drain(t->c, t->got, sizeof(t->got), &t->got_len);
   assert_int_equal(cf_client_pending(t->c), 0);
 }
 
 static void tc_got_is(tc *t, const char *s) {
   assert_int_equal(t->got_len, strlen(s));
   assert_memory_equal(t->got, s, t->got_len);
-}
-
-/* "<T5>" or "<B12>": readable frame headers. */
-static size_t framer(uint8_t *buf, uint32_t flags, size_t len, void *ud) {
-  char tmp[CF_FRAME_HEADROOM_MAX + 1];
-  int n = snprintf(tmp, sizeof(tmp), "<%c%zu>",
-                   flags == CF_MSG_BINARY ? 'B' : 'T', len);
-
-  (void)ud;
-  memcpy(buf, tmp, (size_t)n);
-  return (size_t)n;
 }
 
 static uint64_t clock_now = 1700000000000u;
@@ -119,15 +93,14 @@ static cf_hub_config base_cfg(void) {
   memset(&cfg, 0, sizeof(cfg));
   cfg.version = CF_HUB_CONFIG_VERSION;
   cfg.instance_id = 0x1111;
-  cfg.framer = framer;
+  cfg.framer = hf_framer_kind; /* "<T5>" or "<B12>" */
   cfg.clock_ms = clock_ms;
   cfg.mem = &tm.mem;
   return cfg;
 }
 
 static int setup(void **state) {
-  (void)state;
-  test_mem_init(&tm, 0);
+  hf_setup(state);
   memset(cl, 0, sizeof(cl));
   norder = 0;
   return 0;
@@ -165,14 +138,11 @@ static void join_all(int n, const char *room) {
 }
 
 static int pub(const char *room, const char *s) {
-  return cf_hub_publish(H, room, strlen(room), CF_MSG_TEXT, s, strlen(s));
+  return hf_pub(H, room, s);
 }
 
 static cf_hub_stats stats(void) {
-  cf_hub_stats st;
-
-  cf_hub_get_stats(H, &st, sizeof(st));
-  return st;
+  return hf_stats(H);
 }
 
 /* --- Configuration ------------------------------------------------------- */
@@ -586,65 +556,8 @@ static void test_deliver_errors(void **state) {
 
 /* --- The queue link ---------------------------------------------------- */
 
-#define FQ_MAX 16
-
-typedef struct fakeq {
-  int fail_with;       /* publish returns this when non-zero */
-  const cf_mem *mem;   /* publish allocates through it when set */
-  int destroyed;
-  int n;               /* envelopes published */
-  cf_envelope env[FQ_MAX];
-  char room[FQ_MAX][CF_ROOM_MAX];
-  char data[FQ_MAX][32];
-} fakeq;
-
-static int fq_start(void *impl) {
-  (void)impl;
-  return CF_OK;
-}
-
-static int fq_publish(void *impl, const cf_envelope *env) {
-  fakeq *f = impl;
-  void *copy;
-
-  if (f->fail_with != 0)
-    return f->fail_with;
-  /* A real backend copies the envelope: that may fail too. */
-  if (f->mem != NULL) {
-    copy = f->mem->malloc(env->len + 1, f->mem->user_data);
-    if (copy == NULL)
-      return CF_ERR_NOMEM;
-    f->mem->free(copy, f->mem->user_data);
-  }
-  assert_true(f->n < FQ_MAX && env->len <= 32);
-  f->env[f->n] = *env;
-  memcpy(f->room[f->n], env->room, env->room_len);
-  memcpy(f->data[f->n], env->data, env->len);
-  f->env[f->n].room = f->room[f->n];
-  f->env[f->n].data = f->data[f->n];
-  f->n++;
-  return CF_OK;
-}
-
-static int fq_flush(void *impl, double timeout) {
-  (void)impl;
-  (void)timeout;
-  return CF_OK;
-}
-
-static void fq_destroy(void *impl) {
-  ((fakeq *)impl)->destroyed = 1;
-}
-
-static const cf_queue_ops fq_ops = {.version = CF_QUEUE_OPS_VERSION,
-                                    .name = "fake",
-                                    .start = fq_start,
-                                    .publish = fq_publish,
-                                    .flush = fq_flush,
-                                    .destroy = fq_destroy};
-
 static void test_queue_link(void **state) {
-  fakeq f;
+  hf_fakeq f;
   cf_queue *q;
   cf_envelope e;
   cf_hub_stats st;
@@ -652,7 +565,7 @@ static void test_queue_link(void **state) {
   (void)state;
   hub_up();
   memset(&f, 0, sizeof(f));
-  assert_int_equal(cf_queue_new(&q, &fq_ops, &f, &tm.mem), CF_OK);
+  assert_int_equal(cf_queue_new(&q, &hf_fq_ops, &f, &tm.mem), CF_OK);
   assert_int_equal(cf_hub_attach_queue(NULL, q), CF_ERR_INVALID);
   assert_int_equal(cf_hub_attach_queue(H, q), CF_OK);
   add_clients(2);
@@ -770,7 +683,7 @@ static void test_queue_refusal_all_or_nothing(void **state) {
   unsigned long live;
   cf_hub_stats st;
   cf_queue *q;
-  fakeq f;
+  hf_fakeq f;
   size_t i;
 
   (void)state;
@@ -778,7 +691,7 @@ static void test_queue_refusal_all_or_nothing(void **state) {
   cfg.max_rooms = 2;
   assert_int_equal(cf_hub_new(&H, &cfg), CF_OK);
   memset(&f, 0, sizeof(f));
-  assert_int_equal(cf_queue_new(&q, &fq_ops, &f, &tm.mem), CF_OK);
+  assert_int_equal(cf_queue_new(&q, &hf_fq_ops, &f, &tm.mem), CF_OK);
   assert_int_equal(cf_hub_attach_queue(H, q), CF_OK);
   add_clients(3);
   join_all(2, "room");
@@ -824,7 +737,7 @@ static void test_queue_refusal_all_or_nothing(void **state) {
   hub_down();
 }
 
-static fakeq *wake_q;   /* the queue wake_publish_queued refuses on */
+static hf_fakeq *wake_q;   /* the queue wake_publish_queued refuses on */
 static int nested_left; /* publishes the wake callbacks may still make */
 
 static void wake_publish_queued(tc *t) {
@@ -845,14 +758,14 @@ static void wake_publish_queued(tc *t) {
  */
 static void test_queue_order_with_wake_publish(void **state) {
   cf_queue *q;
-  fakeq f;
+  hf_fakeq f;
   int i;
 
   (void)state;
   hub_up();
   memset(&f, 0, sizeof(f));
   wake_q = &f;
-  assert_int_equal(cf_queue_new(&q, &fq_ops, &f, &tm.mem), CF_OK);
+  assert_int_equal(cf_queue_new(&q, &hf_fq_ops, &f, &tm.mem), CF_OK);
   assert_int_equal(cf_hub_attach_queue(H, q), CF_OK);
   add_clients(3);
   join_all(3, "r");
@@ -1107,7 +1020,7 @@ static void sweep_close(tc *t, int reason) {
   tc_free(t);
 }
 
-static fakeq sweep_q;       /* the scenario's queue backend */
+static hf_fakeq sweep_q;       /* the scenario's queue backend */
 static int sweep_attached; /* whether the scenario got it attached */
 
 static uint64_t published(cf_hub *h) {
@@ -1181,7 +1094,7 @@ static void scenario(void) {
     return;
   }
   H = h;
-  rv = cf_queue_new(&q, &fq_ops, &sweep_q, &tm.mem);
+  rv = cf_queue_new(&q, &hf_fq_ops, &sweep_q, &tm.mem);
   assert_true(rv == CF_OK || rv == CF_ERR_NOMEM);
   if (rv == CF_OK) {
     assert_int_equal(cf_hub_attach_queue(h, q), CF_OK);

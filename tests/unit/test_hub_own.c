@@ -16,70 +16,10 @@
 
 #include <chatfanout/chatfanout.h>
 
-#include "test_mem.h"
+#include "hub_fixture.h"
 
 #define OWN 0x1111u
 #define OTHER 0x2222u
-
-static test_mem tm;
-
-/* --- A fake queue that keeps what it is given ----------------------------- */
-
-#define FQ_MAX 32
-
-typedef struct fakeq {
-  int fail_with;     /* publish returns this when non-zero */
-  const cf_mem *mem; /* publish allocates through it when set */
-  int n;             /* envelopes taken */
-  cf_envelope env[FQ_MAX];
-  char room[FQ_MAX][CF_ROOM_MAX];
-  char data[FQ_MAX][32];
-} fakeq;
-
-static int fq_start(void *impl) {
-  (void)impl;
-  return CF_OK;
-}
-
-static int fq_publish(void *impl, const cf_envelope *env) {
-  fakeq *f = impl;
-  void *copy;
-
-  if (f->fail_with != 0)
-    return f->fail_with;
-  /* A real backend copies the envelope, which may fail. */
-  if (f->mem != NULL) {
-    copy = f->mem->malloc(env->len + 1, f->mem->user_data);
-    if (copy == NULL)
-      return CF_ERR_NOMEM;
-    f->mem->free(copy, f->mem->user_data);
-  }
-  assert_true(f->n < FQ_MAX && env->len <= sizeof(f->data[0]));
-  f->env[f->n] = *env;
-  memcpy(f->room[f->n], env->room, env->room_len);
-  memcpy(f->data[f->n], env->data, env->len);
-  f->env[f->n].room = f->room[f->n];
-  f->env[f->n].data = f->data[f->n];
-  f->n++;
-  return CF_OK;
-}
-
-static int fq_flush(void *impl, double timeout) {
-  (void)impl;
-  (void)timeout;
-  return CF_OK;
-}
-
-static void fq_destroy(void *impl) {
-  (void)impl;
-}
-
-static const cf_queue_ops fq_ops = {.version = CF_QUEUE_OPS_VERSION,
-                                    .name = "fake",
-                                    .start = fq_start,
-                                    .publish = fq_publish,
-                                    .flush = fq_flush,
-                                    .destroy = fq_destroy};
 
 /* --- Recording clients ---------------------------------------------------- */
 
@@ -96,10 +36,10 @@ typedef struct tc {
 static tc cl[NCL];
 static cf_hub *H;
 static cf_queue *Q;
-static fakeq F;
+static hf_fakeq F;
 
 static int pub(const char *room, const char *s) {
-  return cf_hub_publish(H, room, strlen(room), CF_MSG_TEXT, s, strlen(s));
+  return hf_pub(H, room, s);
 }
 
 static void tc_wake(cf_client *c, void *ud) {
@@ -127,18 +67,7 @@ static const cf_client_ops tc_ops = {CF_CLIENT_OPS_VERSION, tc_wake,
 
 /* Takes whole messages, so each shows up on its own in got. */
 static void tc_take(tc *t) {
-  cf_msg *m;
-
-  while (t->c != NULL && (m = cf_client_pop(t->c)) != NULL) {
-    size_t n = cf_msg_size(m);
-
-    assert_true(t->got_len + n + 1 < sizeof(t->got));
-    memcpy(t->got + t->got_len, cf_msg_data(m), n);
-    t->got_len += n;
-    t->got[t->got_len++] = '|';
-    t->got[t->got_len] = '\0';
-    cf_msg_unref(m);
-  }
+  hf_take(t->c, t->got, sizeof(t->got), &t->got_len);
 }
 
 static void tc_got_is(tc *t, const char *s) {
@@ -163,10 +92,7 @@ static void history_is(const char *room, const char *s) {
 }
 
 static cf_hub_stats stats(void) {
-  cf_hub_stats st;
-
-  cf_hub_get_stats(H, &st, sizeof(st));
-  return st;
+  return hf_stats(H);
 }
 
 static uint64_t clock_ms(void *ud) {
@@ -191,7 +117,7 @@ static cf_hub_config own_cfg(void) {
 static void hub_up_cfg(const cf_hub_config *cfg, int with_queue) {
   assert_int_equal(cf_hub_new(&H, cfg), CF_OK);
   if (with_queue) {
-    assert_int_equal(cf_queue_new(&Q, &fq_ops, &F, &tm.mem), CF_OK);
+    assert_int_equal(cf_queue_new(&Q, &hf_fq_ops, &F, &tm.mem), CF_OK);
     assert_int_equal(cf_hub_attach_queue(H, Q), CF_OK);
   }
 }
@@ -218,8 +144,7 @@ static void hub_down(void) {
 }
 
 static int setup(void **state) {
-  (void)state;
-  test_mem_init(&tm, 0);
+  hf_setup(state);
   memset(cl, 0, sizeof(cl));
   memset(&F, 0, sizeof(F));
   H = NULL;
@@ -431,7 +356,7 @@ static void test_no_queue(void **state) {
   history_is("r", "");
 
   /* Attached later: the first accepted publish is seq 1. */
-  assert_int_equal(cf_queue_new(&Q, &fq_ops, &F, &tm.mem), CF_OK);
+  assert_int_equal(cf_queue_new(&Q, &hf_fq_ops, &F, &tm.mem), CF_OK);
   assert_int_equal(cf_hub_attach_queue(H, Q), CF_OK);
   assert_int_equal(pub("r", "y"), CF_OK);
   assert_int_equal(F.n, 1);
@@ -546,7 +471,7 @@ static void scenario(void) {
     H = NULL;
     return;
   }
-  rv = cf_queue_new(&Q, &fq_ops, &F, &tm.mem);
+  rv = cf_queue_new(&Q, &hf_fq_ops, &F, &tm.mem);
   assert_true(rv == CF_OK || rv == CF_ERR_NOMEM);
   if (rv == CF_OK)
     assert_int_equal(cf_hub_attach_queue(H, Q), CF_OK);

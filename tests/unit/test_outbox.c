@@ -12,22 +12,7 @@
 
 #include "cf_msg.h"
 #include "cf_outbox.h"
-#include "test_mem.h"
-
-static test_mem tm;
-
-static int setup(void **state) {
-  (void)state;
-  test_mem_init(&tm, 0);
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  /* cmocka fails the test for leaked blocks; this names the culprit. */
-  assert_int_equal(tm.live, 0);
-  return 0;
-}
+#include "hub_fixture.h"
 
 static cf_msg *msg(const char *s) {
   cf_msg *m = cf__msg_new(&tm.mem, NULL, 0, CF_MSG_TEXT, s, strlen(s));
@@ -553,7 +538,7 @@ static void test_client_null_safe(void **state) {
 }
 
 int main(void) {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, hf_setup, hf_teardown)
   const struct CMUnitTest tests[] = {
       T(test_empty),
       T(test_iov_consume_partial),

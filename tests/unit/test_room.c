@@ -12,22 +12,9 @@
 
 #include "cf_msg.h"
 #include "cf_room.h"
-#include "test_mem.h"
+#include "hub_fixture.h"
 
-static test_mem tm;
 static const uint64_t key[2] = {0x0123456789abcdefu, 0xfedcba9876543210u};
-
-static int setup(void **state) {
-  (void)state;
-  test_mem_init(&tm, 0);
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  assert_int_equal(tm.live, 0);
-  return 0;
-}
 
 static void test_name_check(void **state) {
   char name[CF_ROOM_MAX + 1];
@@ -472,7 +459,7 @@ static void test_hub_join_nomem_unchanged(void **state) {
 }
 
 int main(void) {
-#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define T(f) cmocka_unit_test_setup_teardown(f, hf_setup, hf_teardown)
   const struct CMUnitTest tests[] = {
       T(test_name_check),
       T(test_open_find_settle),
