@@ -553,6 +553,14 @@ static probe call_sns(const char *action, const cf__aws_param *prm,
   return p;
 }
 
+/* Runs a call whose answer only matters for success. */
+static int call_sqs_ok(const char *action, json_t *params) {
+  probe p = call_sqs(action, params);
+
+  json_decref(p.data);
+  return p.error == CF_OK;
+}
+
 /* Number of queues left whose names start with prefix. */
 static int queues_left(const char *prefix) {
   probe p = call_sqs("ListQueues",
@@ -655,22 +663,22 @@ static void check_foreign_writers(cluster *cl) {
   json_t *wrap;
   char *body;
   size_t len;
-  probe p;
 
   node_queue_name(cl, 0, name, sizeof(name));
   queue_url(name, url, sizeof(url));
   CHECK(url[0] != '\0', "%s: node 0 has no queue", cl->name);
-  p = call_sqs("SendMessage", json_pack("{s:s, s:s}", "QueueUrl", url,
-                                        "MessageBody", "not an envelope{"));
-  CHECK(p.error == CF_OK, "SendMessage garbage");
+  CHECK(call_sqs_ok("SendMessage",
+                    json_pack("{s:s, s:s}", "QueueUrl", url, "MessageBody",
+                              "not an envelope{")),
+        "SendMessage garbage");
   if (cf__envelope_encode(&e, env_json, sizeof(env_json), &len) != CF_OK)
     die("encode");
   wrap = json_pack("{s:s, s:s, s:s}", "Type", "Notification", "MessageId",
                    "m-1", "Message", env_json);
   body = json_dumps(wrap, JSON_COMPACT);
-  p = call_sqs("SendMessage", json_pack("{s:s, s:s}", "QueueUrl", url,
-                                        "MessageBody", body));
-  CHECK(p.error == CF_OK, "SendMessage wrapped");
+  CHECK(call_sqs_ok("SendMessage", json_pack("{s:s, s:s}", "QueueUrl", url,
+                                              "MessageBody", body)),
+        "SendMessage wrapped");
   free(body);
   json_decref(wrap);
   CHECK(run_until(foreign_seen, &cl->nodes[0], 10),
@@ -721,10 +729,10 @@ static void check_reaper(cluster *cl) {
     CHECK(p.error == CF_OK, "CreateQueue %s", names[i]);
     snprintf(url, sizeof(url), "%s", cf__sqs_json_str(p.data, "QueueUrl"));
     json_decref(p.data);
-    p = call_sqs("TagQueue", json_pack("{s:s, s:{s:s}}", "QueueUrl", url,
-                                       "Tags", "chatfanout-heartbeat",
-                                       beats[i]));
-    CHECK(p.error == CF_OK, "TagQueue");
+    CHECK(call_sqs_ok("TagQueue",
+                      json_pack("{s:s, s:{s:s}}", "QueueUrl", url, "Tags",
+                                "chatfanout-heartbeat", beats[i])),
+          "TagQueue");
   }
   snprintf(qarn, sizeof(qarn), "arn:aws:sqs:us-east-1:000000000000:%s",
            stale);
@@ -742,7 +750,7 @@ static void check_reaper(cluster *cl) {
   for (i = 1; i < 3; i++) {
     queue_url(names[i], url, sizeof(url));
     CHECK(url[0] != '\0', "%s: %s was reaped", cl->name, names[i]);
-    p = call_sqs("DeleteQueue", json_pack("{s:s}", "QueueUrl", url));
+    call_sqs_ok("DeleteQueue", json_pack("{s:s}", "QueueUrl", url));
   }
 }
 

@@ -173,77 +173,89 @@ static int is_stale(const sqs *s, const json_t *data) {
   return sqs_now(s) - t > s->stale_after;
 }
 
-static void step_done(sqs *s, const cf__aws_result *r) {
-  int ok = r->error == CF_OK;
-
-  switch (s->mstep) {
-  case SQS_M_TAG:
-  case SQS_M_SUBCHECK:
-    if (r->not_found) {
-      const char *what = s->mstep == SQS_M_TAG ? "TagQueue"
-                                               : "GetSubscriptionAttributes";
-      maint_end(s);
-      sqs_setup_lost(s, what, r);
-      return;
-    }
-    if (s->mstep == SQS_M_TAG && s->topology == CF_SQS_SNS &&
-        s->sub_arn != NULL) {
-      s->mstep = SQS_M_SUBCHECK;
-      maint_send(s);
-      return;
-    }
-    reap_or_end(s);
+/* TagQueue or GetSubscriptionAttributes: is our side still there? */
+static void beat_done(sqs *s, const cf__aws_result *r) {
+  if (r->not_found) {
+    const char *what = s->mstep == SQS_M_TAG ? "TagQueue"
+                                             : "GetSubscriptionAttributes";
+    maint_end(s);
+    sqs_setup_lost(s, what, r);
     return;
-  case SQS_M_LIST:
-    if (!ok || cand_load(s, r->data) != CF_OK) {
-      maint_end(s);
-      return;
-    }
-    if (s->ncand == 0) {
-      after_tags(s);
-      return;
-    }
-    s->cand_i = s->cand_cursor % s->ncand;
-    s->cand_checked = 0;
-    s->mstep = SQS_M_TAGS;
+  }
+  if (s->mstep == SQS_M_TAG && s->topology == CF_SQS_SNS &&
+      s->sub_arn != NULL) {
+    s->mstep = SQS_M_SUBCHECK;
     maint_send(s);
     return;
-  case SQS_M_TAGS:
-    if (ok && is_stale(s, r->data)) {
-      s->mstep = SQS_M_DELETE;
-      maint_send(s);
-      return;
-    }
-    next_cand(s, &s->cand_checked);
+  }
+  reap_or_end(s);
+}
+
+static void list_done(sqs *s, const cf__aws_result *r) {
+  if (r->error != CF_OK || cand_load(s, r->data) != CF_OK) {
+    maint_end(s);
     return;
-  case SQS_M_DELETE:
+  }
+  if (s->ncand == 0) {
+    after_tags(s);
+    return;
+  }
+  s->cand_i = s->cand_cursor % s->ncand;
+  s->cand_checked = 0;
+  s->mstep = SQS_M_TAGS;
+  maint_send(s);
+}
+
+/* ListQueueTags or DeleteQueue of the current candidate. */
+static void cand_done(sqs *s, const cf__aws_result *r) {
+  int ok = r->error == CF_OK;
+
+  if (s->mstep == SQS_M_TAGS && ok && is_stale(s, r->data)) {
+    s->mstep = SQS_M_DELETE;
+    maint_send(s);
+    return;
+  }
+  if (s->mstep == SQS_M_DELETE)
     s->reaped += ok;
-    next_cand(s, &s->cand_checked);
-    return;
+  next_cand(s, &s->cand_checked);
+}
+
+/* ListSubscriptionsByTopic, GetQueueUrl or Unsubscribe. */
+static void subs_done(sqs *s, const cf__aws_result *r) {
+  switch (s->mstep) {
   case SQS_M_SUBS:
-    if (!ok) {
+    if (r->error != CF_OK) {
       maint_end(s);
       return;
     }
     s->subs = json_incref(json_object_get(r->data, "Subscriptions"));
     s->sub_i = 0;
     s->reaped = 0;
-    next_sub(s);
-    return;
+    break;
   case SQS_M_CHECKQ:
     s->reaped++;
-    if (r->not_found) {
+    if (r->not_found) { /* the subscription's queue is gone */
       s->mstep = SQS_M_UNSUB;
       maint_send(s);
       return;
     }
     s->sub_i++;
-    next_sub(s);
-    return;
+    break;
   default: /* SQS_M_UNSUB */
     s->sub_i++;
-    next_sub(s);
-    return;
+    break;
+  }
+  next_sub(s);
+}
+
+static void step_done(sqs *s, const cf__aws_result *r) {
+  switch (s->mstep) {
+  case SQS_M_TAG:
+  case SQS_M_SUBCHECK: beat_done(s, r); break;
+  case SQS_M_LIST: list_done(s, r); break;
+  case SQS_M_TAGS:
+  case SQS_M_DELETE: cand_done(s, r); break;
+  default: subs_done(s, r); break;
   }
 }
 

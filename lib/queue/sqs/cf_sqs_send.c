@@ -158,7 +158,11 @@ static void job_done(sqs_job *j, int count_dropped) {
   job_free(j, count_dropped);
   if (s->njobs == 0 && s->pending_n == 0)
     sqs_ok(s, SQS_P_SEND);
-  sqs_send_pump(s);
+  /* Younger batches to the same peer may have waited for this one. */
+  if (s->topology == CF_SQS_QUEUES)
+    sqs_send_resume(s);
+  else
+    sqs_send_pump(s);
 }
 
 static const char *job_action(const sqs_job *j) {
@@ -248,6 +252,9 @@ static void on_job_timer(void *arg) {
 
   sqs_enter(s);
   job_submit(j);
+  /* Once it is in flight, the younger ones to its peer may follow. */
+  if (j->state == JOB_INFLIGHT && j->url[0] != '\0')
+    sqs_send_resume(s);
   sqs_leave(s);
 }
 
@@ -271,11 +278,32 @@ static int job_call(sqs_job *j) {
   return rv;
 }
 
+/*
+ * A peer's batches go out in order: while an older one to the same
+ * queue waits for a retry, a younger one would overtake it by more than
+ * the receiver's reorder window, which would then give the older
+ * messages up. (The topic has the same rule, applied when batches are
+ * formed: see window_open.)
+ */
+static int job_blocked(const sqs_job *j) {
+  const cf_list *n;
+
+  if (j->url[0] == '\0')
+    return 0;
+  for (n = j->s->jobs.next; n != &j->link; n = n->next) {
+    const sqs_job *o = cf_container_of(n, sqs_job, link);
+    if (o->state != JOB_INFLIGHT && strcmp(o->url, j->url) == 0)
+      return 1;
+  }
+  return 0;
+}
+
 static void job_submit(sqs_job *j) {
   sqs *s = j->s;
 
-  if (!sendable(s) || (j->url[0] != '\0' &&
-                       sqs_peer_state(s, j->url) == SQS_PEER_SUSPECT)) {
+  if (!sendable(s) || job_blocked(j) ||
+      (j->url[0] != '\0' &&
+       sqs_peer_state(s, j->url) == SQS_PEER_SUSPECT)) {
     job_state(j, JOB_PARKED);
     return;
   }
