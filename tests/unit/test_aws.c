@@ -35,6 +35,7 @@
 #include "cf_aws_xml.h"
 #include "cf_mem.h"
 #include "cf_sqs_sign.h"
+#include "http_server.h"
 #include "test_mem.h"
 
 /* ---- XML -------------------------------------------------------------- */
@@ -693,16 +694,6 @@ static void srv_answer(srv *s) {
     assert_int_equal(write(s->cfd, s->answer, n), (ssize_t)n);
 }
 
-static size_t head_length(const char *head) {
-  const char *p = head;
-  while ((p = strchr(p, '\n')) != NULL) {
-    p++;
-    if (strncasecmp(p, "Content-Length:", 15) == 0)
-      return strtoul(p + 15, NULL, 10);
-  }
-  return 0;
-}
-
 static void on_srv_read(struct ev_loop *l, ev_io *w, int revents) {
   srv *s = w->data;
   ssize_t n;
@@ -721,7 +712,7 @@ static void on_srv_read(struct ev_loop *l, ev_io *w, int revents) {
   while ((end = strstr(s->in, "\r\n\r\n")) != NULL) {
     size_t hlen = (size_t)(end - s->in) + 4, blen;
     *end = '\0';
-    blen = head_length(s->in);
+    blen = hs_content_length(s->in);
     if (s->inlen < hlen + blen) {
       *end = '\r';
       return;
@@ -755,21 +746,10 @@ static void on_srv_accept(struct ev_loop *l, ev_io *w, int revents) {
 }
 
 static void srv_start(srv *s, struct ev_loop *l) {
-  struct sockaddr_in a;
-  socklen_t al = sizeof(a);
   memset(s, 0, sizeof(*s));
   s->l = l;
   s->cfd = -1;
-  s->fd = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(s->fd >= 0);
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  assert_int_equal(bind(s->fd, (struct sockaddr *)&a, sizeof(a)), 0);
-  assert_int_equal(getsockname(s->fd, (struct sockaddr *)&a, &al), 0);
-  s->port = ntohs(a.sin_port);
-  assert_int_equal(listen(s->fd, 16), 0);
-  fcntl(s->fd, F_SETFL, O_NONBLOCK);
+  s->fd = hs_listen(&s->port, 16);
   ev_io_init(&s->lw, on_srv_accept, s->fd, EV_READ);
   s->lw.data = s;
   ev_io_start(l, &s->lw);
@@ -787,22 +767,7 @@ static void srv_stop(srv *s) {
 /* Value of header name in the recorded head, copied into out. */
 static int header_get(const srv *s, const char *name, char *out,
                       size_t size) {
-  const char *p = s->head;
-  size_t n = strlen(name);
-  while ((p = strstr(p, "\r\n")) != NULL) {
-    p += 2;
-    if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
-      const char *v = p + n + 1, *e;
-      while (*v == ' ')
-        v++;
-      e = strstr(v, "\r\n");
-      if (e == NULL)
-        e = v + strlen(v);
-      snprintf(out, size, "%.*s", (int)(e - v), v);
-      return 1;
-    }
-  }
-  return 0;
+  return hs_header(s->head, name, out, size);
 }
 
 typedef struct efx {
@@ -846,12 +811,7 @@ static void on_call(const cf__aws_result *r, void *ud) {
 }
 
 static void run_until(efx *f, const int *count, int want, double secs) {
-  double end = ev_time() + secs;
-  while ((count == NULL || *count < want) && ev_time() < end) {
-    ev_now_update(f->l);
-    ev_run(f->l, EVRUN_NOWAIT);
-    usleep(1000);
-  }
+  (void)hs_run_until(f->l, count, want, secs);
 }
 
 static char env_key[] = "AWS_ACCESS_KEY_ID=AKIDEXAMPLE";

@@ -32,6 +32,7 @@
 
 #include "cf_aws_config.h"
 #include "cf_http.h"
+#include "http_server.h"
 #include "test_mem.h"
 
 #define SECRET "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY"
@@ -84,28 +85,6 @@ static void sconn_close(sconn *c) {
   c->used = 0;
 }
 
-/* Copies header name's value (case-insensitive name) from the head. */
-static void head_value(const char *head, const char *name, char *out,
-                       size_t cap) {
-  size_t n = strlen(name);
-  const char *p = strstr(head, "\r\n");
-  out[0] = '\0';
-  while (p != NULL && p[2] != '\r') {
-    p += 2;
-    if (strncasecmp(p, name, n) == 0 && p[n] == ':') {
-      const char *v = p + n + 1, *e = strstr(v, "\r\n");
-      size_t len;
-      while (*v == ' ')
-        v++;
-      len = (size_t)(e - v) < cap - 1 ? (size_t)(e - v) : cap - 1;
-      memcpy(out, v, len);
-      out[len] = '\0';
-      return;
-    }
-    p = strstr(p, "\r\n");
-  }
-}
-
 static void sconn_answer(sconn *c) {
   srv *s = c->s;
   sreq *r = &s->reqs[s->nreq < MAXREQ ? s->nreq : MAXREQ - 1];
@@ -114,10 +93,10 @@ static void sconn_answer(sconn *c) {
 
   memset(r, 0, sizeof(*r));
   sscanf(c->in, "%7s %255s", r->method, r->target);
-  head_value(c->in, "Authorization", r->auth, sizeof(r->auth));
-  head_value(c->in, "X-aws-ec2-metadata-token-ttl-seconds", r->ttl,
+  (void)hs_header(c->in, "Authorization", r->auth, sizeof(r->auth));
+  (void)hs_header(c->in, "X-aws-ec2-metadata-token-ttl-seconds", r->ttl,
              sizeof(r->ttl));
-  head_value(c->in, "X-aws-ec2-metadata-token", r->imds_tok,
+  (void)hs_header(c->in, "X-aws-ec2-metadata-token", r->imds_tok,
              sizeof(r->imds_tok));
   r->at = ev_time();
   if (s->nreq < MAXREQ)
@@ -173,23 +152,10 @@ static void on_accept(struct ev_loop *l, ev_io *w, int revents) {
 }
 
 static void srv_start(srv *s, struct ev_loop *l, srv_handler h) {
-  struct sockaddr_in a;
-  socklen_t alen = sizeof(a);
-  int one = 1;
   memset(s, 0, sizeof(*s));
   s->l = l;
   s->handle = h;
-  s->fd = socket(AF_INET, SOCK_STREAM, 0);
-  assert_true(s->fd >= 0);
-  setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  assert_int_equal(bind(s->fd, (struct sockaddr *)&a, sizeof(a)), 0);
-  assert_int_equal(listen(s->fd, 16), 0);
-  assert_int_equal(getsockname(s->fd, (struct sockaddr *)&a, &alen), 0);
-  s->port = ntohs(a.sin_port);
-  fcntl(s->fd, F_SETFL, O_NONBLOCK);
+  s->fd = hs_listen(&s->port, 16);
   ev_io_init(&s->lw, on_accept, s->fd, EV_READ);
   ev_io_start(l, &s->lw);
 }
@@ -343,26 +309,9 @@ static void done(fx *f) {
   assert_int_equal(tm.live, f->base_live);
 }
 
-static void on_deadline(struct ev_loop *l, ev_timer *w, int revents) {
-  (void)w;
-  (void)revents;
-  ev_break(l, EVBREAK_ALL);
-}
-
-/* Runs the loop until the callback ran `calls` times or `secs` passed.
- * The deadline is re-armed from the real clock at each pass: libev
- * counts timers from its cached time, stale after a long test step. */
+/* Runs the loop until the callback ran `calls` times or `secs` passed. */
 static void run_until(fx *f, int calls, double secs) {
-  ev_timer dl;
-  double end = ev_time() + secs, left;
-  ev_init(&dl, on_deadline);
-  while (f->calls < calls && (left = end - ev_time()) > 0) {
-    ev_now_update(f->l);
-    ev_timer_set(&dl, left, 0);
-    ev_timer_start(f->l, &dl);
-    ev_run(f->l, EVRUN_ONCE);
-    ev_timer_stop(f->l, &dl);
-  }
+  (void)hs_run_until(f->l, &f->calls, calls, secs);
 }
 
 /* Runs the loop for exactly secs. */

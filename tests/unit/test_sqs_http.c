@@ -26,6 +26,7 @@
 #include <chatfanout/adapters/cf_libev.h>
 
 #include "cf_http.h"
+#include "http_server.h"
 #include "test_mem.h"
 
 /* ---- a tiny HTTP/1.1 server on the test's loop ------------------------ */
@@ -166,16 +167,6 @@ static int serve(conn *c, const char *path, const char *body, size_t blen) {
   return conn_flush(c);
 }
 
-static size_t content_length(const char *head) {
-  const char *p = head;
-  while ((p = strchr(p, '\n')) != NULL) {
-    p++;
-    if (strncasecmp(p, "Content-Length:", 15) == 0)
-      return strtoul(p + 15, NULL, 10);
-  }
-  return 0;
-}
-
 /* Handles every complete request in c->in; 0 when c was closed. */
 static int conn_parse(conn *c) {
   srv *s = c->s;
@@ -184,7 +175,7 @@ static int conn_parse(conn *c) {
     size_t hlen = (size_t)(end - c->in) + 4, blen, total;
     char path[256] = "";
     *end = '\0';
-    blen = content_length(c->in);
+    blen = hs_content_length(c->in);
     total = hlen + blen;
     if (c->inlen < total) {
       *end = '\r';
@@ -241,27 +232,10 @@ static void on_accept(struct ev_loop *l, ev_io *w, int revents) {
   s->accepted++;
 }
 
-static int listen_any(int *port) {
-  struct sockaddr_in a;
-  socklen_t al = sizeof(a);
-  int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-  assert_true(fd >= 0);
-  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  memset(&a, 0, sizeof(a));
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &al), 0);
-  *port = ntohs(a.sin_port);
-  return fd;
-}
-
 static void srv_start(srv *s, struct ev_loop *l) {
   memset(s, 0, sizeof(*s));
   s->l = l;
-  s->fd = listen_any(&s->port);
-  assert_int_equal(listen(s->fd, 128), 0);
-  fcntl(s->fd, F_SETFL, O_NONBLOCK);
+  s->fd = hs_listen(&s->port, 128);
   ev_io_init(&s->lw, on_accept, s->fd, EV_READ);
   ev_io_start(l, &s->lw);
 }
@@ -429,24 +403,9 @@ static void on_done(const cf__http_resp *r, void *ud) {
     g->then(g);
 }
 
-static void on_guard(struct ev_loop *l, ev_timer *t, int revents) {
-  (void)revents;
-  *(int *)t->data = 1;
-  ev_break(l, EVBREAK_ALL);
-}
-
 /* Runs the loop until *count reaches want or secs pass; returns elapsed. */
 static double run_until(fx *f, const int *count, int want, double secs) {
-  ev_timer guard;
-  int expired = 0;
-  double t0 = ev_time();
-  ev_timer_init(&guard, on_guard, secs, 0.);
-  guard.data = &expired;
-  ev_timer_start(f->l, &guard);
-  while (!expired && (count == NULL || *count < want))
-    ev_run(f->l, EVRUN_ONCE);
-  ev_timer_stop(f->l, &guard);
-  return ev_time() - t0;
+  return hs_run_until(f->l, count, want, secs);
 }
 
 static int send_req(fx *f, const char *method, const char *path,
@@ -681,9 +640,9 @@ static void test_refused(void **state) {
   fx *f = *state;
   got g;
   char url[64];
-  int port, fd = listen_any(&port);
+  int port, fd = hs_listen(&port, 1);
   cf__http_req r;
-  close(fd); /* bound, never listened: nothing accepts on port */
+  close(fd); /* closed at once: nothing accepts on port */
   memset(&g, 0, sizeof(g));
   memset(&r, 0, sizeof(r));
   snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
