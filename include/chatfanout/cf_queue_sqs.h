@@ -71,7 +71,9 @@ typedef struct cf_sqs_config {
   double reorder_window; /* seconds to wait for a missing seq; 0.5 */
   double peer_refresh;   /* CF_SQS_QUEUES: ListQueues period, s; 10 */
   double heartbeat;      /* seconds between heartbeat tags; 60 */
-  double stale_after;    /* reap queues silent this long, s; 600 */
+  double stale_after;    /* reap queues silent this long, s; 600;
+                            more than heartbeat (a few heartbeats, so
+                            that one late renewal reaps nothing) */
   uint32_t retention;    /* MessageRetentionPeriod, s, 60..; 300 */
   /* Environment for credential/region lookup, NULL-terminated "K=V";
    * NULL: the process environment, read at creation only. */

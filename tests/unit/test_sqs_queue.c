@@ -126,7 +126,7 @@ static void test_config_invalid(void **state) {
   expect_invalid(&c, CF_ERR_INVALID);
   c = base();
   c.heartbeat = 100;
-  c.stale_after = 150; /* under two heartbeats */
+  c.stale_after = 100; /* not more than one heartbeat */
   expect_invalid(&c, CF_ERR_INVALID);
   c = base();
   c.endpoint_sqs = "not a url";

@@ -424,8 +424,8 @@ static int config_numbers(sqs *s, const cf_sqs_config *c, char *msg,
                   "stale_after out of range");
     return CF_ERR_INVALID;
   }
-  if (s->stale_after < 2 * s->heartbeat) {
-    say(msg, len, "stale_after must be at least twice heartbeat");
+  if (s->stale_after <= s->heartbeat) {
+    say(msg, len, "stale_after must be more than heartbeat");
     return CF_ERR_INVALID;
   }
   return CF_OK;
