@@ -415,11 +415,11 @@ static int config_numbers(sqs *s, const cf_sqs_config *c, char *msg,
       !pick(&s->reorder_window, c->reorder_window, SQS_REORDER_DEFAULT,
             0.001, 60.0) ||
       !pick(&s->peer_refresh, c->peer_refresh, SQS_PEER_REFRESH_DEFAULT,
-            0.1, 86400.0) ||
-      !pick(&s->heartbeat, c->heartbeat, SQS_HEARTBEAT_DEFAULT, 0.1,
+            0.01, 86400.0) ||
+      !pick(&s->heartbeat, c->heartbeat, SQS_HEARTBEAT_DEFAULT, 0.01,
             86400.0) ||
-      !pick(&s->stale_after, c->stale_after, SQS_STALE_DEFAULT, 1.0,
-            30 * 86400.0)) {
+      !pick(&s->stale_after, c->stale_after, SQS_STALE_DEFAULT, 0.01,
+            1e9)) {
     say(msg, len, "linger, reorder_window, peer_refresh, heartbeat or "
                   "stale_after out of range");
     return CF_ERR_INVALID;
