@@ -782,6 +782,11 @@ static void put_hex(uint8_t *p, unsigned n, uint64_t v)
 	}
 }
 
+/*
+ * TODO(issue 4): an HTTP POST publisher (nchan: POST /pub/ROOM on a
+ * keep-alive connection, one request per message, responses counted)
+ * next to this WebSocket one. Only WebSocket publishers exist today.
+ */
 static void pub_enqueue(uint64_t msg, uint64_t ts)
 {
 	unsigned pub = (unsigned)(msg % O.pubs);
@@ -995,8 +1000,8 @@ static void report_load(double cpu0, double cpu1)
 {
 	uint64_t expect = (uint64_t)O.n * sent;
 	uint64_t lost = expect > S.unique ? expect - S.unique : 0;
-	double el = (double)((t_last_delivery > t_start ? t_last_delivery :
-			      now_ns()) - t_start) / 1e9;
+	uint64_t t_end = t_last_delivery > t_start ? t_last_delivery : 0;
+	double el = t_end ? (double)(t_end - t_start) / 1e9 : 0;
 	double dps = el > 0 ? (double)S.deliveries / el : 0;
 	double cpu = cpu0 >= 0 && cpu1 >= 0 ? cpu1 - cpu0 : -1;
 	double cpm = cpu >= 0 && S.deliveries ?
