@@ -86,7 +86,7 @@ struct opts {
 };
 
 struct stats {
-	uint64_t deliveries, unique, dup, ooo, foreign, pongs;
+	uint64_t deliveries, unique, dup, ooo, foreign, pings;
 	uint64_t hist[NBUCKETS];
 	uint64_t lat_max;
 	unsigned closed_subs, errors;
@@ -670,7 +670,7 @@ static long parse_one(struct conn *c, const uint8_t *p, size_t n,
 		conn_error(c, "server closed the connection");
 		return -1;
 	case 9:
-		S.pongs++;
+		S.pings++;
 		if (len <= 125)
 			send_control(c, 10, p + h, (size_t)len);
 		break;
@@ -1024,11 +1024,13 @@ static void report_load(double cpu0, double cpu1)
 	       "\"elapsed_s\":%.6f,\"deliveries_per_s\":%.1f,"
 	       "\"lat_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,"
 	       "\"max\":%.4f},\"server_cpu_s\":%.3f,"
-	       "\"cpu_s_per_1m\":%.4f,\"closed_subs\":%u,\"errors\":%u}\n",
+	       "\"cpu_s_per_1m\":%.4f,\"pings\":%" PRIu64 ","
+	       "\"closed_subs\":%u,\"errors\":%u}\n",
 	       mode_name(), O.n, O.pubs, O.size,
 	       O.mode == M_OPEN ? O.rate : 0.0, O.window, sent, expect,
 	       S.deliveries, S.unique, lost, S.dup, S.ooo, S.foreign, el, dps,
-	       p50, p90, p99, mx, cpu, cpm, S.closed_subs, S.errors);
+	       p50, p90, p99, mx, cpu, cpm, S.pings, S.closed_subs,
+	       S.errors);
 }
 
 static void report_idle(long rss0, long rss1)
@@ -1041,8 +1043,8 @@ static void report_idle(long rss0, long rss1)
 	       S.errors);
 	printf("{\"mode\":\"idle\",\"n\":%u,\"rss_kib_before\":%ld,"
 	       "\"rss_kib_after\":%ld,\"bytes_per_conn\":%.1f,"
-	       "\"closed_subs\":%u,\"errors\":%u}\n", O.n, rss0, rss1, per,
-	       S.closed_subs, S.errors);
+	       "\"pings\":%" PRIu64 ",\"closed_subs\":%u,\"errors\":%u}\n",
+	       O.n, rss0, rss1, per, S.pings, S.closed_subs, S.errors);
 }
 
 /* ---- options ------------------------------------------------------- */
