@@ -10,10 +10,11 @@ message reached every subscriber once and in order. Exit 0 on success.
 import json
 import os
 import re
-import select
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 N, COUNT, RATE = 50, 200, 500
@@ -24,13 +25,23 @@ def start_daemon(path):
                             stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
+    # A reader thread, not select(): a buffered readline() may hold the
+    # "listening" line already while the fd has nothing more to read.
+    lines = queue.Queue()
+
+    def pump():
+        for line in proc.stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([proc.stderr], [], [], 0.5)
-        if not ready:
-            continue
-        line = proc.stderr.readline()
-        if not line:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
             break
         m = re.search(r'listening url=http://127\.0\.0\.1:(\d+)/', line)
         if m:
