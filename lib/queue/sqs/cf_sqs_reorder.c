@@ -389,13 +389,23 @@ int cf__sqs_reorder_push(cf__sqs_reorder *ro, cf_envelope *env, double now) {
 
   if (ro == NULL || env == NULL || env->origin == 0 || env->seq == 0)
     return CF_ERR_INVALID;
-  o = origin_find(ro, env->origin);
-  if (o != NULL && o->next != 0 && env->seq < o->next) {
-    ro->st.refused++;
-    return CF_ERR_EXISTS;
-  }
   if (ring_reserve(ro, ro->rn + ro->nheld + 1) != CF_OK)
     return CF_ERR_NOMEM;
+  o = origin_find(ro, env->origin);
+  if (o != NULL && o->next != 0 && env->seq < o->next) {
+    /*
+     * Below next: either skipped (SQS redelivery after a visibility
+     * timeout, SNS lag) or a copy of one delivered. Telling them apart
+     * would mean remembering every skipped seq; instead it goes out at
+     * once, out of order, and the hub's (origin, seq) dedupe drops the
+     * true duplicates. Losing a skipped message would be worse.
+     */
+    ro->st.late++;
+    cf_list_remove(&o->lru);
+    cf_list_insert_before(ro->lru.next, &o->lru);
+    ready_push(ro, env);
+    return CF_OK;
+  }
   o = origin_touch(ro, env->origin, &created);
   if (o == NULL)
     return CF_ERR_NOMEM;

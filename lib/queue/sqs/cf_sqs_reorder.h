@@ -6,9 +6,13 @@
  * An envelope with that seq is ready at once, and so are the held ones
  * that follow it without a gap. One with a higher seq is held until the
  * gap fills or until it has waited `window` seconds; then delivery skips
- * ahead to the lowest held seq (the missing ones are taken as lost). An
- * envelope whose seq was already delivered or skipped is refused, as is
- * a second copy of a held one.
+ * ahead to the lowest held seq (the missing ones may still come). An
+ * envelope whose seq is below the next one to deliver (skipped, or
+ * already delivered) is made ready at once, out of order: a skipped one
+ * arriving late must not be lost, and telling it from a copy of a
+ * delivered one would cost memory per seq, so true duplicates are left
+ * to the hub's (origin, seq) dedupe. A second copy of a held envelope
+ * is refused.
  *
  * The first envelope seen from an origin is held like one after a gap
  * (its predecessors may still be on the way), unless its seq is 1.
@@ -51,7 +55,8 @@ typedef struct cf__sqs_reorder_stats {
   uint64_t origins;  /* gauge: origins remembered */
   uint64_t held;     /* gauge: envelopes held or ready, not yet popped */
   uint64_t bytes;    /* gauge: their bytes as counted for max_bytes */
-  uint64_t refused;  /* pushes refused as already delivered or dupes */
+  uint64_t refused;  /* pushes refused as copies of held envelopes */
+  uint64_t late;     /* seqs below next delivered out of order */
   uint64_t skipped;  /* seq numbers given up on (gaps skipped) */
   uint64_t forced;   /* skips forced by a bound before the window */
   uint64_t evicted;  /* origins forgotten to make room */
@@ -73,9 +78,9 @@ void cf__sqs_reorder_free(cf__sqs_reorder *ro);
  * Offers env, a block from cf__envelope_decode() with the same mem as
  * ro. On CF_OK ro owns it (until popped); on any other code the caller
  * still does and nothing changed. now is the caller's clock in seconds.
- * Returns CF_OK; CF_ERR_EXISTS when env's seq was already delivered or
- * skipped, or is held already; CF_ERR_INVALID for NULL or seq/origin 0;
- * CF_ERR_NOMEM.
+ * Returns CF_OK (also for a seq below the next one to deliver, which is
+ * made ready at once and counted as late); CF_ERR_EXISTS when env's seq
+ * is held already; CF_ERR_INVALID for NULL or seq/origin 0; CF_ERR_NOMEM.
  */
 int cf__sqs_reorder_push(cf__sqs_reorder *ro, cf_envelope *env, double now);
 
@@ -83,7 +88,8 @@ int cf__sqs_reorder_push(cf__sqs_reorder *ro, cf_envelope *env, double now);
  * Returns the next envelope to deliver at time now (first skipping the
  * gaps that have waited `window`), or NULL when none. The caller owns
  * it and frees it with cf__envelope_free(). Each origin's envelopes come
- * out in increasing seq order; different origins interleave.
+ * out in increasing seq order, except late ones (see push); different
+ * origins interleave.
  */
 cf_envelope *cf__sqs_reorder_pop(cf__sqs_reorder *ro, double now);
 
