@@ -679,6 +679,41 @@ static void test_too_big(void **state) {
   assert_int_equal(g.body_len, CF__HTTP_MAX_BODY);
 }
 
+/* A request's own max_body replaces the default, above and below it. */
+static void test_max_body_field(void **state) {
+  fx *f = *state;
+  got g;
+  char url[256];
+  cf__http_req r;
+  size_t big = (size_t)CF__HTTP_MAX_BODY + 4096;
+  memset(&g, 0, sizeof(g));
+  memset(&r, 0, sizeof(r));
+  r.method = "GET";
+  r.url = url;
+  r.timeout = 10;
+  g.f = f;
+  r.max_body = big;
+  snprintf(url, sizeof(url), "%s/chunked/%zu", f->url, big);
+  assert_int_equal(cf__http_send(f->h, &r, on_done, &g, NULL), CF_OK);
+  run_until(f, &g.calls, 1, 10);
+  assert_int_equal(g.error, CF_OK);
+  assert_int_equal(g.body_len, big);
+  snprintf(url, sizeof(url), "%s/big/%zu", f->url, big + 1);
+  assert_int_equal(cf__http_send(f->h, &r, on_done, &g, NULL), CF_OK);
+  run_until(f, &g.calls, 2, 10);
+  assert_int_equal(g.error, CF_ERR_TOO_BIG);
+  r.max_body = 100;
+  snprintf(url, sizeof(url), "%s/chunked/101", f->url);
+  assert_int_equal(cf__http_send(f->h, &r, on_done, &g, NULL), CF_OK);
+  run_until(f, &g.calls, 3, 10);
+  assert_int_equal(g.error, CF_ERR_TOO_BIG);
+  snprintf(url, sizeof(url), "%s/big/100", f->url);
+  assert_int_equal(cf__http_send(f->h, &r, on_done, &g, NULL), CF_OK);
+  run_until(f, &g.calls, 4, 10);
+  assert_int_equal(g.error, CF_OK);
+  assert_int_equal(g.body_len, 100);
+}
+
 static void test_cancel(void **state) {
   fx *f = *state;
   got a, b, c;
@@ -904,6 +939,7 @@ int main(void) {
       T(test_timeout_subsecond),
       T(test_refused),
       T(test_too_big),
+      T(test_max_body_field),
       T(test_cancel),
       T(test_free_in_flight),
       T(test_many),

@@ -638,6 +638,8 @@ static int call_start(cf__aws *a, int proto, const char *target,
   req.body = body;
   req.body_len = len;
   req.timeout = timeout;
+  if (proto == CF__AWS_PROTO_SQS)
+    req.max_body = CF__AWS_SQS_MAX_REPLY;
   rc = cf__http_send_ctx(a->http, &req, on_http_done, sizeof(call_ctx),
                          &ctx, xfer);
   cf__free(&a->mem, hs.buf);

@@ -97,8 +97,15 @@ void cf__aws_get_stats(const cf__aws *a, cf__aws_stats *st);
  * nothing allocated). CF_OK, CF_ERR_INVALID (also a bad action name or
  * params not an object), CF_ERR_NOMEM, CF_ERR_STATE (no credentials
  * yet), CF_ERR_TOO_BIG (body over CF__AWS_MAX_BODY), CF_ERR_BACKEND.
- * cb never runs from inside this call.
+ * cb never runs from inside this call. A reply over CF__AWS_SQS_MAX_REPLY
+ * reaches cb with error CF_ERR_TOO_BIG.
  */
+/*
+ * Largest SQS reply body accepted: a ReceiveMessage answer carries up to
+ * 10 bodies of 256 KiB, which JSON escaping can blow up several times.
+ */
+#define CF__AWS_SQS_MAX_REPLY (16u * 1024u * 1024u)
+
 int cf__aws_sqs(cf__aws *a, const char *action, json_t *params,
                 double timeout, cf__aws_cb cb, void *user_data,
                 cf__http_xfer **xfer);

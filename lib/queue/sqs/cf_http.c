@@ -58,6 +58,7 @@ struct cf__http_xfer {
   char *body;           /* response bytes, NUL-terminated when len > 0 */
   size_t len;
   size_t cap;
+  size_t max_body;      /* response bytes kept at most */
   int fail;             /* error decided before curl finished, or 0 */
   int too_big;          /* the write callback refused more bytes */
   int nomem;            /* the write callback could not grow body */
@@ -402,7 +403,7 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud) {
   size_t len = size * n, need, cap;
   char *p;
 
-  if (len > CF__HTTP_MAX_BODY - x->len) {
+  if (len > x->max_body - x->len) {
     x->too_big = 1;
     return 0;
   }
@@ -527,7 +528,8 @@ static CURLcode set_options(cf__http_xfer *x, const cf__http_req *r) {
   SET(CURLOPT_CONNECTTIMEOUT_MS, to_ms(r->connect_timeout,
                                        DEFAULT_CONNECT_TIMEOUT));
   SET(CURLOPT_TIMEOUT_MS, to_ms(r->timeout, DEFAULT_TIMEOUT));
-  SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)CF__HTTP_MAX_BODY);
+  x->max_body = r->max_body != 0 ? r->max_body : CF__HTTP_MAX_BODY;
+  SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->max_body);
   SET(CURLOPT_WRITEFUNCTION, on_body);
   SET(CURLOPT_WRITEDATA, (void *)x);
   SET(CURLOPT_ERRORBUFFER, x->errbuf);

@@ -23,7 +23,8 @@
 typedef struct cf__http cf__http;
 typedef struct cf__http_xfer cf__http_xfer;
 
-/* Largest response body kept; more fails the transfer (CF_ERR_TOO_BIG). */
+/* Default largest response body kept; more fails the transfer
+ * (CF_ERR_TOO_BIG). A request may set its own (max_body). */
 #define CF__HTTP_MAX_BODY (4u * 1024u * 1024u)
 
 /* A request; everything is copied by cf__http_send(). */
@@ -36,6 +37,8 @@ typedef struct cf__http_req {
   size_t body_len;
   double timeout;             /* whole transfer, seconds; 0: 30 */
   double connect_timeout;     /* seconds; 0: 5 */
+  size_t max_body;            /* largest response body kept, bytes;
+                                 0: CF__HTTP_MAX_BODY */
 } cf__http_req;
 
 /* The outcome; valid only during the callback. */

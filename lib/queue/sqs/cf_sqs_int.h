@@ -87,6 +87,7 @@ typedef struct sqs_poller {
   void *timer;          /* retry wait */
   int waiting;          /* timer armed */
   int probe;            /* after a failure: poll without waiting first */
+  int single;           /* last answer was too big: ask for one message */
   cf__sqs_backoff bo;
 } sqs_poller;
 

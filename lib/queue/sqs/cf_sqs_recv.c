@@ -308,11 +308,12 @@ static void poll_wait(sqs_poller *p, double after) {
 static void poll_send(sqs_poller *p) {
   sqs *s = p->s;
   unsigned wait = p->probe ? 0 : s->wait_seconds;
+  int max = p->single ? 1 : (int)CF__SQS_BATCH_MAX;
   json_t *params;
   int rv = CF_ERR_NOMEM;
 
   params = json_pack("{s:s, s:i, s:i}", "QueueUrl", s->queue_url,
-                     "MaxNumberOfMessages", (int)CF__SQS_BATCH_MAX,
+                     "MaxNumberOfMessages", max,
                      "WaitTimeSeconds", (int)wait);
   if (params != NULL)
     rv = sqs_call_sqs(s, "ReceiveMessage", params, wait + 10.0, on_poll, p,
@@ -329,6 +330,7 @@ static void poll_answered(sqs_poller *p, const json_t *data) {
   size_t n;
 
   cf__sqs_backoff_reset(&p->bo);
+  p->single = 0;
   sqs_ok(s, SQS_P_RECV);
   n = receive_all(s, data);
   if (sqs_freeing(s) || !recv_active(s))
@@ -354,6 +356,13 @@ static void on_poll(const cf__aws_result *r, void *ud) {
     sqs_setup_lost(s, "ReceiveMessage", r);
   } else {
     sqs_fail(s, SQS_P_RECV, "ReceiveMessage", r);
+    /*
+     * Ten bodies that together overflow the reply cap would come back
+     * together forever (the service hands them out again once their
+     * visibility timeout ends): one at a time, each fits.
+     */
+    if (r->error == CF_ERR_TOO_BIG)
+      p->single = 1;
     p->probe = 1;
     poll_wait(p, cf__sqs_backoff_next(&p->bo));
   }
