@@ -8,6 +8,10 @@
  *           -> Subscribe
  *   queues: CreateQueue -> TagQueue -> ListQueues (the peers)
  *
+ * CreateQueue already carries the reaper's tags; TagQueue then sets
+ * them on a queue that existed before (CreateQueue leaves its tags as
+ * they were) and is what the heartbeat repeats.
+ *
  * Every call is idempotent on AWS (same name and attributes give the
  * same topic, queue or subscription), so the chain simply runs again
  * from the top whenever something is found missing, e.g. after the
@@ -63,14 +67,19 @@ static const char *step_action(int step) {
 
 /* --- request parameters --------------------------------------------------- */
 
-json_t *sqs_tag_params(sqs *s) {
+/* The tags the reaper reads: cluster, instance and last heartbeat. */
+static json_t *tags_object(const sqs *s) {
   char id[17], beat[24];
 
   snprintf(id, sizeof(id), "%016llx", (unsigned long long)s->self);
   snprintf(beat, sizeof(beat), "%.0f", sqs_now(s));
-  return json_pack("{s:s, s:{s:s, s:s, s:s}}", "QueueUrl", s->queue_url,
-                   "Tags", "chatfanout-cluster", s->cluster,
+  return json_pack("{s:s, s:s, s:s}", "chatfanout-cluster", s->cluster,
                    "chatfanout-instance", id, "chatfanout-heartbeat", beat);
+}
+
+json_t *sqs_tag_params(sqs *s) {
+  return json_pack("{s:s, s:o}", "QueueUrl", s->queue_url, "Tags",
+                   tags_object(s));
 }
 
 /*
@@ -137,8 +146,12 @@ static json_t *queue_params(const sqs *s) {
   if (s->fifo && json_object_set_new(attrs, "FifoQueue",
                                      json_string("true")) != 0)
     goto fail;
-  return json_pack("{s:s, s:o}", "QueueName", s->qname, "Attributes",
-                   attrs);
+  /*
+   * Tagged at birth: a crash before TagQueue would otherwise leave a
+   * queue the reaper cannot tell is ours, and it would live for ever.
+   */
+  return json_pack("{s:s, s:o, s:o}", "QueueName", s->qname, "Attributes",
+                   attrs, "tags", tags_object(s));
 fail:
   json_decref(attrs);
   return NULL;
