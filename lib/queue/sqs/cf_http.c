@@ -322,6 +322,7 @@ static void on_kick(void *arg) {
 /* ---- client ----------------------------------------------------------- */
 
 int cf__http_new(cf__http **out, const cf_loop *loop, const cf_mem *mem) {
+  const curl_version_info_data *vi;
   cf_mem m;
   cf__http *h;
 
@@ -331,6 +332,10 @@ int cf__http_new(cf__http **out, const cf_loop *loop, const cf_mem *mem) {
   /* Thread-safe and reference-counted since curl 7.84; never undone here
    * because other users of curl in the process may still need it. */
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+    return CF_ERR_BACKEND;
+  /* A libcurl with a synchronous resolver would block the loop on DNS. */
+  vi = curl_version_info(CURLVERSION_NOW);
+  if (vi == NULL || !(vi->features & CURL_VERSION_ASYNCHDNS))
     return CF_ERR_BACKEND;
   cf__mem_init(&m, mem);
   if ((h = cf__calloc(&m, 1, sizeof(*h))) == NULL)

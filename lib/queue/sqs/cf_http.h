@@ -60,7 +60,9 @@ typedef void (*cf__http_cb)(const cf__http_resp *resp, void *user_data);
 /*
  * Creates a client on loop (copied). Calls curl_global_init once per
  * process (thread-safe with curl >= 7.84). CF_OK, CF_ERR_INVALID,
- * CF_ERR_NOMEM, CF_ERR_BACKEND (curl setup failed).
+ * CF_ERR_NOMEM, CF_ERR_BACKEND (curl setup failed, or the libcurl in
+ * use lacks an asynchronous resolver, CURL_VERSION_ASYNCHDNS: its name
+ * lookups would block the event loop).
  */
 int cf__http_new(cf__http **out, const cf_loop *loop, const cf_mem *mem);
 
