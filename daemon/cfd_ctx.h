@@ -25,6 +25,7 @@ typedef struct cfd_ctx {
                              new WebSocket clients */
   unsigned n_http;        /* connections in the HTTP phase */
   unsigned n_ws;          /* WebSocket connections, closing included */
+  unsigned n_parsers;     /* of those, holding a wslay context */
   struct cfd_ws *ws_head; /* every WebSocket connection */
   /* Connections whose outbox has bytes and no EV_WRITE armed. ws_flush
    * writes them once per loop iteration, before the loop blocks; it is

@@ -74,9 +74,14 @@ static int header_done(cfd_frame_scan *s, uint64_t max) {
   if (len > max || s->msg_len > max - len)
     return 1;
   s->msg_len += len;
-  if (s->hdr[0] & 0x80u)
+  s->in_msg = (s->hdr[0] & 0x80u) == 0;
+  if (!s->in_msg)
     s->msg_len = 0;
   return 0;
+}
+
+int cfd_frame_scan_idle(const cfd_frame_scan *s) {
+  return s->hlen == 0 && s->skip == 0 && s->mask_left == 0 && !s->in_msg;
 }
 
 int cfd_frame_scan_feed(cfd_frame_scan *s, const uint8_t *p, size_t n,

@@ -57,6 +57,7 @@ typedef struct cfd_frame_scan {
   uint8_t hdr[10];   /* header bytes collected so far (mask key excluded) */
   uint8_t hlen;      /* bytes in hdr */
   uint8_t mask_left; /* mask key bytes still to pass */
+  uint8_t in_msg;    /* a data frame without FIN was seen, no final yet */
 } cfd_frame_scan;
 
 /*
@@ -66,5 +67,13 @@ typedef struct cfd_frame_scan {
  */
 int cfd_frame_scan_feed(cfd_frame_scan *s, const uint8_t *p, size_t n,
                         uint64_t max);
+
+/*
+ * 1 when every byte fed so far belongs to a whole message: no frame
+ * header, payload or fragmented message is under way. A WebSocket
+ * parser that has consumed all of those bytes holds no state worth
+ * keeping then.
+ */
+int cfd_frame_scan_idle(const cfd_frame_scan *s);
 
 #endif /* CFD_FRAME_H */

@@ -47,7 +47,7 @@ typedef struct cfd_ws {
   struct cfd_ws **dirty_pprev;/* NULL: not on it */
   cfd_ctx *ctx;
   cf_client *client;
-  wslay_event_context_ptr ws;
+  wslay_event_context_ptr ws; /* NULL between messages: see ws_release */
   ev_io rio;
   ev_io wio;            /* active while the socket is full */
   ev_timer timer;       /* OPEN: ping/idle; later: close deadline */
@@ -60,6 +60,7 @@ typedef struct cfd_ws {
   const char *close_why;/* static reason of a close we started, or NULL */
   uint8_t state;
   uint8_t rx_gone;      /* the recv callback saw EOF or an error */
+  uint8_t dead;         /* no memory to close cleanly: free at flush */
   uint8_t room_len;
   char room[CF_ROOM_MAX + 1];
   cfd_peer peer;        /* for log lines, also after a reset */
@@ -117,6 +118,14 @@ static void want_write(cfd_ws *c) {
 
 /* --- lifetime ---------------------------------------------------------- */
 
+static void ws_drop_parser(cfd_ws *c) {
+  if (c->ws == NULL)
+    return;
+  wslay_event_context_free(c->ws);
+  c->ws = NULL;
+  c->ctx->n_parsers--;
+}
+
 static void ws_free(cfd_ws *c) {
   cfd_ctx *ctx = c->ctx;
   dirty_del(c);
@@ -125,7 +134,7 @@ static void ws_free(cfd_ws *c) {
   ev_timer_stop(ctx->loop, &c->timer);
   close(c->rio.fd);
   cf_client_free(c->client);
-  wslay_event_context_free(c->ws);
+  ws_drop_parser(c);
   free(c->pre);
   if (c->prev)
     c->prev->next = c->next;
@@ -177,7 +186,8 @@ static void closing_begin(cfd_ws *c, int code) {
   /* Nothing may follow the close frame: stop the room's traffic. */
   cf_client_leave(c->client, c->room, c->room_len);
   cfd_metrics_ws_close(&c->ctx->metrics, code);
-  if (wslay_event_get_close_received(c->ws) && why == NULL) {
+  if (why == NULL && c->ws != NULL &&
+      wslay_event_get_close_received(c->ws)) {
     level = CFD_LOG_DEBUG;
     why = "peer closed";
   } else if (why == NULL) {
@@ -192,11 +202,19 @@ static void closing_begin(cfd_ws *c, int code) {
   want_write(c);
 }
 
+static int ws_setup(cfd_ws *c);
+
 /*
  * Starts a close we decide on: wslay queues the frame (sent by the next
  * pump) and stops reading. No-op when a close is already on its way.
+ * Without the memory for a parser, the connection is dropped instead.
  */
 static void ws_fail(cfd_ws *c, uint16_t code, const char *why) {
+  if (c->ws == NULL && ws_setup(c) != 0) {
+    c->dead = 1;
+    want_write(c);
+    return;
+  }
   if (wslay_event_queue_close(c->ws, code, (const uint8_t *)why,
                               strlen(why)) != 0)
     return;
@@ -228,11 +246,31 @@ static int ws_close_raw(cfd_ws *c, uint16_t code, const char *why) {
  * freed.
  */
 static int ws_pump(cfd_ws *c) {
+  if (c->dead)
+    return -1;
+  if (c->ws == NULL)
+    return 0;
   if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0)
     return -1;
   if (c->state == WS_OPEN && wslay_event_get_close_sent(c->ws))
     closing_begin(c, wslay_event_get_status_code_sent(c->ws));
   return 0;
+}
+
+/*
+ * An idle connection keeps no parser: wslay's context carries two 4 KiB
+ * buffers, which would be most of the memory of an idle connection.
+ * It is freed whenever the input stands between messages with nothing
+ * parsed but not yet handled, and nothing waits to be written, and made
+ * again when bytes arrive. Costs one allocation per read wakeup on a
+ * connection that sends, nothing on one that only receives.
+ */
+static void ws_release(cfd_ws *c) {
+  if (c->ws == NULL || c->state != WS_OPEN || c->close_why != NULL ||
+      c->pre != NULL || !cfd_frame_scan_idle(&c->scan) ||
+      wslay_event_want_write(c->ws))
+    return;
+  ws_drop_parser(c);
 }
 
 /* --- wslay callbacks --------------------------------------------------- */
@@ -428,6 +466,11 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents) {
     drain_input(c);
     return;
   }
+  if (c->ws == NULL && ws_setup(c) != 0) {
+    log_close(c, CFD_LOG_WARN, "ws disconnect", 1006, "out of memory");
+    ws_free(c);
+    return;
+  }
   c->rx_budget = WS_READ_BUDGET;
   rv = wslay_event_recv(c->ws);
   if (rv != 0) {
@@ -443,8 +486,11 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents) {
       ws_free(c);
     return;
   }
-  if (ws_pump(c) != 0)
+  if (ws_pump(c) != 0) {
     ws_free(c);
+    return;
+  }
+  ws_release(c);
 }
 
 /*
@@ -556,8 +602,14 @@ static void keepalive(cfd_ws *c) {
     ws_fail(c, 1000, "idle timeout");
   } else if (cfg->ping_interval > 0 &&
              now - c->last_ping >= cfg->ping_interval) {
-    struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
-    wslay_event_queue_msg(c->ws, &ping);
+    /* Written here, not by wslay: an idle connection has no context.
+     * wslay's own frames go out whole, so this one cannot split one. */
+    static const uint8_t ping[2] = {0x80u | 0x9u, 0};
+    if (cf_client_send(c->client, ping, sizeof(ping)) != CF_OK) {
+      ws_free(c);
+      return;
+    }
+    want_write(c);
     c->last_ping = now;
   }
   if (ws_pump(c) != 0) {
@@ -589,6 +641,7 @@ static int ws_setup(cfd_ws *c) {
       recv_cb, send_cb, NULL, on_frame_start_cb, NULL, NULL, on_msg_cb};
   if (wslay_event_context_server_init(&c->ws, &cbs, c) != 0)
     return -1;
+  c->ctx->n_parsers++;
   wslay_event_config_set_max_recv_msg_length(c->ws,
                                              c->ctx->cfg->max_message_size);
   wslay_event_config_set_allowed_rsv_bits(c->ws, WSLAY_RSV_NONE);
@@ -618,7 +671,7 @@ static void ws_abort(cfd_ws *c) {
   dirty_del(c);
   ev_io_stop(c->ctx->loop, &c->wio);
   cf_client_free(c->client);
-  wslay_event_context_free(c->ws);
+  ws_drop_parser(c); /* a hub callback may have made one */
   free(c->pre);
   free(c);
 }
@@ -658,10 +711,6 @@ int cfd_ws_start(cfd_ctx *ctx, int fd, const cfd_route *rt,
     }
     memcpy(c->pre, pre, pre_len);
     c->pre_len = (uint32_t)pre_len;
-  }
-  if (ws_setup(c) != 0) {
-    ws_abort(c);
-    return 500;
   }
   if ((status = ws_attach(c, rt)) != 0) {
     ws_abort(c);

@@ -131,6 +131,27 @@ static void test_scan_fragments(void **state) {
   assert_int_equal(feed_bytes(&s, SB, n, 1000), 0);
 }
 
+/* Idle only between whole messages, control frames included. */
+static void test_scan_idle(void **state) {
+  cfd_frame_scan s;
+  size_t n, i;
+  (void)state;
+  memset(&s, 0, sizeof(s));
+  assert_true(cfd_frame_scan_idle(&s));
+  n = put_frame(SB, 0, CFD_WS_OP_TEXT, 3);
+  n += put_frame(SB + n, 1, 0x9, 0);
+  n += put_frame(SB + n, 1, 0x0, 300);
+  for (i = 0; i < n; i++) {
+    assert_int_equal(cfd_frame_scan_feed(&s, SB + i, 1, 1000), 0);
+    assert_int_equal(cfd_frame_scan_idle(&s), i == n - 1);
+  }
+  n = put_frame(SB, 1, 0x9, 5);
+  for (i = 0; i < n; i++) {
+    assert_int_equal(cfd_frame_scan_feed(&s, SB + i, 1, 1000), 0);
+    assert_int_equal(cfd_frame_scan_idle(&s), i == n - 1);
+  }
+}
+
 /* Many frames fed in uneven chunks keep their boundaries. */
 static void test_scan_chunks(void **state) {
   static const size_t lens[] = {0, 1, 125, 126, 127, 300, 65535, 65536, 7};
@@ -163,6 +184,7 @@ int main(void) {
       cmocka_unit_test(test_scan_huge_header),
       cmocka_unit_test(test_scan_fragments),
       cmocka_unit_test(test_scan_chunks),
+      cmocka_unit_test(test_scan_idle),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

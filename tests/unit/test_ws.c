@@ -308,6 +308,90 @@ static void test_close_all(void **state) {
   finish(f);
 }
 
+/* Writes a masked client frame (mask 0: the payload goes as is). */
+static void client_frame(fixture *f, int i, int fin, int op, const char *p,
+                         size_t n) {
+  uint8_t b[2 + 4 + 125];
+  assert_true(n <= 125);
+  b[0] = (uint8_t)((fin ? 0x80 : 0) | op);
+  b[1] = (uint8_t)(0x80 | n);
+  memset(b + 2, 0, 4);
+  memcpy(b + 6, p, n);
+  assert_int_equal(write(f->peer[i], b, 6 + n), (ssize_t)(6 + n));
+}
+
+/*
+ * An idle connection holds no wslay context: one is made when bytes
+ * arrive and freed once they form whole messages. Between a fragment
+ * and the rest of its message, or between two halves of a header, the
+ * context stays, and the message arrives whole.
+ */
+static void test_parser_only_while_needed(void **state) {
+  fixture *f = start();
+  char got[64];
+  int i, op;
+  (void)state;
+  heads(f);
+  assert_int_equal(f->ctx.n_parsers, 0);
+  client_frame(f, 0, 1, 1, "whole", 5);
+  loop_settle(f);
+  assert_int_equal(f->ctx.n_parsers, 0);
+  for (i = 0; i < N_CLIENTS; i++) {
+    read_some(f, i);
+    assert_int_equal(frames(f, &op, got, sizeof got), 1);
+    assert_string_equal(got, "whole");
+  }
+  /* First fragment now, the rest later. */
+  client_frame(f, 1, 0, 1, "frag", 4);
+  loop_settle(f);
+  assert_int_equal(f->ctx.n_parsers, 1);
+  assert_int_equal(read_some(f, 2), 0);
+  client_frame(f, 1, 1, 9, "ping", 4); /* a ping between fragments */
+  loop_settle(f);
+  assert_int_equal(f->ctx.n_parsers, 1);
+  read_some(f, 1);
+  assert_int_equal(frames(f, &op, got, sizeof got), 1);
+  assert_int_equal(op, 10);
+  assert_string_equal(got, "ping");
+  /* Half a header. */
+  assert_int_equal(write(f->peer[1], "\x80", 1), 1);
+  loop_settle(f);
+  assert_int_equal(f->ctx.n_parsers, 1);
+  assert_int_equal(write(f->peer[1], "\x87\0\0\0\0mented!", 12), 12);
+  loop_settle(f);
+  assert_int_equal(f->ctx.n_parsers, 0);
+  for (i = 0; i < N_CLIENTS; i++) {
+    read_some(f, i);
+    assert_int_equal(frames(f, &op, got, sizeof got), 1);
+    assert_int_equal(op, 1);
+    assert_string_equal(got, "fragmented!");
+  }
+  finish(f);
+}
+
+/* A close decided for an idle connection (no context) still goes out
+ * with its code. */
+static void test_close_without_parser(void **state) {
+  fixture *f = start();
+  char why[64];
+  int op;
+  (void)state;
+  heads(f);
+  assert_int_equal(f->ctx.n_parsers, 0);
+  client_frame(f, 3, 1, 1, "\xff", 1); /* invalid UTF-8: 1007 */
+  loop_settle(f);
+  read_some(f, 3);
+  assert_int_equal(frames(f, &op, why, sizeof why), 1);
+  assert_int_equal(op, 8);
+  assert_int_equal((uint8_t)why[0] << 8 | (uint8_t)why[1], 1007);
+  cf_hub_close_all(f->ctx.hub);
+  loop_once(f);
+  read_some(f, 4);
+  assert_int_equal(frames(f, &op, why, sizeof why), 1);
+  assert_int_equal((uint8_t)why[0] << 8 | (uint8_t)why[1], 1001);
+  finish(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_upgrade_heads),
@@ -315,6 +399,8 @@ int main(void) {
       cmocka_unit_test(test_burst_one_writev),
       cmocka_unit_test(test_full_socket),
       cmocka_unit_test(test_close_all),
+      cmocka_unit_test(test_parser_only_while_needed),
+      cmocka_unit_test(test_close_without_parser),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
