@@ -103,7 +103,11 @@ typedef size_t (*cf_framer_fn)(uint8_t *buf, uint32_t flags, size_t len,
  */
 #define CF_HUB_OWN_VIA_QUEUE 0x1u
 
-#define CF_HUB_CONFIG_VERSION 1u
+/*
+ * Version 2 added outbound_budget and max_rooms_per_client at the end;
+ * cf_hub_new() still takes version 1 structs (without them: both 0).
+ */
+#define CF_HUB_CONFIG_VERSION 2u
 typedef struct cf_hub_config {
   uint32_t version;      /* CF_HUB_CONFIG_VERSION */
   uint64_t instance_id;  /* this instance in the cluster; 0: random */
@@ -126,6 +130,20 @@ typedef struct cf_hub_config {
   uint64_t (*clock_ms)(void *user_data);
   void *user_data;       /* passed to framer and clock_ms */
   const cf_mem *mem;     /* NULL: libc; the struct is copied */
+  /* --- version 2 --- */
+  /*
+   * Wire bytes queued to all clients together (stats.outbox_bytes, each
+   * queued reference counting its message's wire bytes, cf_client_send()
+   * bytes included); 0: no limit, else at least client_buffer. When a
+   * publish, delivery, join or send leaves the total above it, the
+   * clients with the largest backlog are closed as slow consumers
+   * (CF_CLOSE_SLOW, their queued messages dropped) until it is back
+   * under, counted in stats.budget_closes.
+   */
+  size_t outbound_budget;
+  /* Rooms one client may be in at once; 0: no limit. Past it,
+   * cf_client_join() returns CF_ERR_LIMIT. */
+  uint32_t max_rooms_per_client;
 } cf_hub_config;
 
 /*
@@ -155,8 +173,9 @@ typedef struct cf_client_ops {
  * CF_ERR_VERSION, CF_ERR_INVALID (a limit out of range: client_buffer
  * too small for max_message, max_message over 1 GiB, history over 2^20,
  * dedupe_window over 2^24, history_bytes (when not 0) too small for one
- * max_message, a flags bit this version does not know, or a cf_mem hook
- * NULL) or CF_ERR_NOMEM.
+ * max_message, outbound_budget (when not 0) below client_buffer, a
+ * flags bit this version does not know, or a cf_mem hook NULL) or
+ * CF_ERR_NOMEM. cfg->version may be 1 or 2 (CF_HUB_CONFIG_VERSION).
  */
 CF_API int cf_hub_new(cf_hub **out, const cf_hub_config *cfg);
 
@@ -244,6 +263,9 @@ typedef struct cf_hub_stats {
   /* History held now as counted against history_bytes: wire bytes plus
    * 256 per kept message (gauge). */
   uint64_t history_bytes;
+  /* Clients closed (CF_CLOSE_SLOW) to bring the outboxes back under
+   * outbound_budget; also counted in slow_closes. */
+  uint64_t budget_closes;
 } cf_hub_stats;
 
 /*
@@ -281,8 +303,8 @@ CF_API void *cf_client_user_data(const cf_client *c);
  * Joins room. The room's history (up to cfg.history messages, oldest
  * first) is queued to c at once. Returns CF_OK, CF_ERR_INVALID,
  * CF_ERR_EXISTS (already a member), CF_ERR_LIMIT (max_rooms reached and
- * no empty room to evict), CF_ERR_CLOSED (client is closing) or
- * CF_ERR_NOMEM.
+ * no empty room to evict, or c is in max_rooms_per_client rooms
+ * already), CF_ERR_CLOSED (client is closing) or CF_ERR_NOMEM.
  */
 CF_API int cf_client_join(cf_client *c, const char *room, size_t room_len);
 

@@ -84,6 +84,16 @@ static cf_member *client_member(const cf_client *c, const char *name,
   return NULL;
 }
 
+/* Rooms c is in; joins walk c's rooms anyway (client_member). */
+static uint32_t client_room_count(const cf_client *c) {
+  const cf_list *it;
+  uint32_t n = 0;
+
+  for (it = c->rooms.next; it != &c->rooms; it = it->next)
+    n++;
+  return n;
+}
+
 /*
  * How many of r's newest history entries fit in c's outbox now. Counting
  * from the newest keeps the most relevant ones when not all fit.
@@ -164,12 +174,16 @@ int cf_client_join(cf_client *c, const char *room, size_t len) {
     return CF_ERR_CLOSED;
   if (client_member(c, room, len) != NULL)
     return CF_ERR_EXISTS;
+  if (h->max_rooms_per_client != 0 &&
+      client_room_count(c) >= h->max_rooms_per_client)
+    return CF_ERR_LIMIT;
   rv = join_prepare(h, c, room, len, &mb, &nhist);
   if (rv != CF_OK)
     return rv;
   cf_list_append(&c->rooms, &mb->client_link);
   cf__room_add_member(&h->rooms, mb->room, mb);
   join_history_queue(h, c, mb->room, nhist);
+  cf__hub_budget_check(h);
   cf__hub_enter(h);
   cf__hub_drain(h);
   cf__hub_leave(h);
@@ -240,6 +254,7 @@ int cf_client_send(cf_client *c, const void *bytes, size_t len) {
   cf_msg_unref(m);
   if (rv != CF_OK)
     return rv;
+  cf__hub_budget_check(h);
   cf__hub_enter(h);
   cf__hub_drain(h);
   cf__hub_leave(h);

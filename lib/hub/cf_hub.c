@@ -1,4 +1,5 @@
 /* The hub: lifecycle, configuration, publish/deliver, queue glue. */
+#include <stddef.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
@@ -77,6 +78,11 @@ static int hub_configure(cf_hub *h, const cf_hub_config *cfg) {
   /* An unknown bit is a feature the caller counts on and would not get. */
   if ((cfg->flags & ~CF_HUB_FLAGS_KNOWN) != 0)
     return CF_ERR_INVALID;
+  /* A budget below one client's buffer would shed keeping-up clients. */
+  if (cfg->outbound_budget != 0 && cfg->outbound_budget < h->client_buffer)
+    return CF_ERR_INVALID;
+  h->outbound_budget = cfg->outbound_budget;
+  h->max_rooms_per_client = cfg->max_rooms_per_client;
   h->flags = cfg->flags;
   h->framer = cfg->framer;
   h->clock_ms = cfg->clock_ms;
@@ -98,20 +104,36 @@ static void hub_init_tables(cf_hub *h, const cf_hub_config *cfg) {
                   hub_random(&key[1]));
 }
 
-int cf_hub_new(cf_hub **out, const cf_hub_config *cfg) {
-  cf_hub_config defaults;
+/*
+ * A caller built for version 1 has a shorter struct: only that much of
+ * it may be read, and the fields added since are 0 (their defaults).
+ */
+static int hub_config_copy(cf_hub_config *dst, const cf_hub_config *cfg) {
+  memset(dst, 0, sizeof(*dst));
+  if (cfg == NULL) {
+    dst->version = CF_HUB_CONFIG_VERSION;
+    return CF_OK;
+  }
+  if (cfg->version == 1u) {
+    memcpy(dst, cfg, offsetof(cf_hub_config, outbound_budget));
+    return CF_OK;
+  }
+  if (cfg->version != CF_HUB_CONFIG_VERSION)
+    return CF_ERR_VERSION;
+  *dst = *cfg;
+  return CF_OK;
+}
+
+int cf_hub_new(cf_hub **out, const cf_hub_config *user_cfg) {
+  cf_hub_config copy, *cfg = &copy;
   cf_hub tmp, *h;
   int rv;
 
   if (out == NULL)
     return CF_ERR_INVALID;
-  if (cfg == NULL) {
-    memset(&defaults, 0, sizeof(defaults));
-    defaults.version = CF_HUB_CONFIG_VERSION;
-    cfg = &defaults;
-  }
-  if (cfg->version != CF_HUB_CONFIG_VERSION)
-    return CF_ERR_VERSION;
+  rv = hub_config_copy(&copy, user_cfg);
+  if (rv != CF_OK)
+    return rv;
   memset(&tmp, 0, sizeof(tmp));
   rv = mem_check(cfg->mem);
   if (rv == CF_OK)
@@ -324,6 +346,7 @@ static void hub_dest_commit(cf_hub *h, hub_dest *d, cf_msg *m) {
     return;
   }
   cf__hub_fanout(h, d->r, m);
+  cf__hub_budget_check(h);
   cf__room_hist_push(&h->rooms, d->r, m);
   cf__room_settle(&h->rooms, d->r);
 }

@@ -56,6 +56,8 @@ struct cf_hub {
   size_t max_message;      /* payload limit */
   size_t history_bytes;    /* history budget for all rooms */
   uint32_t flags;          /* CF_HUB_* from the config, fixed */
+  size_t outbound_budget;  /* all outboxes' wire bytes; 0: no limit */
+  uint32_t max_rooms_per_client; /* 0: no limit */
   cf_framer_fn framer;     /* may be NULL */
   uint64_t (*clock_ms)(void *user_data);
   void *user_data;         /* of framer and clock_ms */
@@ -103,6 +105,18 @@ void cf__hub_want_wake(cf_hub *h, cf_client *c);
  * close(reason).
  */
 void cf__client_cut_off(cf_hub *h, cf_client *c, int reason);
+
+/*
+ * Phase 1 too: when the outboxes hold more than outbound_budget, cuts
+ * off (CF_CLOSE_SLOW) the clients with the largest backlog until they
+ * do not (cf_budget.c). Cheap when under: one comparison.
+ */
+void cf__hub_budget_shed(cf_hub *h);
+
+static inline void cf__hub_budget_check(cf_hub *h) {
+  if (h->outbound_budget != 0 && h->stats.outbox_bytes > h->outbound_budget)
+    cf__hub_budget_shed(h);
+}
 
 /* Phase 2: runs due callbacks until the list is empty or the hub frees. */
 void cf__hub_drain(cf_hub *h);

@@ -156,7 +156,7 @@ static void test_config(void **state) {
   hub_up();
   assert_int_equal(cf_hub_instance_id(H), 0x1111);
   assert_int_equal(cf_hub_new(NULL, &cfg), CF_ERR_INVALID);
-  cfg.version = 2;
+  cfg.version = CF_HUB_CONFIG_VERSION + 1;
   assert_int_equal(cf_hub_new(&h, &cfg), CF_ERR_VERSION);
   cfg.version = 0;
   assert_int_equal(cf_hub_new(&h, &cfg), CF_ERR_VERSION);

@@ -1,0 +1,273 @@
+/*
+ * The hub-wide outbound budget (largest backlogs shed first, nobody else
+ * noticing) and the per-client room limit.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <chatfanout/chatfanout.h>
+
+#include "hub_fixture.h"
+
+typedef struct tc {
+  cf_client *c;
+  int closes, reason;
+  int drain_on_wake; /* a fast reader */
+  int free_on_close;
+  size_t drained;
+} tc;
+
+static void tc_wake(cf_client *c, void *ud) {
+  tc *t = ud;
+
+  (void)c;
+  if (t->drain_on_wake)
+    hf_drain(t->c, NULL, 0, &t->drained);
+}
+
+static void tc_close(cf_client *c, int reason, void *ud) {
+  tc *t = ud;
+
+  t->closes++;
+  t->reason = reason;
+  if (t->free_on_close) {
+    cf_client_free(c);
+    t->c = NULL;
+  }
+}
+
+static const cf_client_ops ops = {CF_CLIENT_OPS_VERSION, tc_wake, tc_close};
+
+/* hf_framer_len writes "<100>": 5 header bytes for 100-byte payloads. */
+#define WIRE 105u
+#define BUFFER (64u * 1024u)
+
+static int hub_try(cf_hub **h, size_t budget, uint32_t rooms_per_client) {
+  cf_hub_config cfg;
+
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.version = CF_HUB_CONFIG_VERSION;
+  cfg.client_buffer = BUFFER;
+  cfg.max_message = 100;
+  cfg.framer = hf_framer_len;
+  cfg.mem = &tm.mem;
+  cfg.outbound_budget = budget;
+  cfg.max_rooms_per_client = rooms_per_client;
+  return cf_hub_new(h, &cfg);
+}
+
+static cf_hub *hub_new(size_t budget, uint32_t rooms_per_client) {
+  cf_hub *h;
+
+  assert_int_equal(hub_try(&h, budget, rooms_per_client), CF_OK);
+  return h;
+}
+
+static void tc_new(cf_hub *h, tc *t, const char *room) {
+  memset(t, 0, sizeof(*t));
+  assert_int_equal(cf_client_new(&t->c, h, &ops, t), CF_OK);
+  if (room != NULL)
+    assert_int_equal(cf_client_join(t->c, room, strlen(room)), CF_OK);
+}
+
+static void pub_n(cf_hub *h, const char *room, int n) {
+  char p[100];
+  int i;
+
+  memset(p, 'x', sizeof(p));
+  for (i = 0; i < n; i++)
+    assert_int_equal(cf_hub_publish(h, room, strlen(room), CF_MSG_TEXT, p,
+                                     sizeof(p)),
+                     CF_OK);
+}
+
+static void test_config(void **state) {
+  cf_hub_config v1;
+  cf_hub *h;
+
+  (void)state;
+  /* Below one client's buffer: refused. */
+  assert_int_equal(hub_try(&h, BUFFER - 1, 0), CF_ERR_INVALID);
+  assert_int_equal(hub_try(&h, BUFFER, 0), CF_OK);
+  cf_hub_free(h);
+  /* A version 1 caller's struct ends before the new fields. */
+  memset(&v1, 0, sizeof(v1));
+  v1.version = 1;
+  v1.mem = &tm.mem;
+  v1.outbound_budget = 1; /* past a v1 struct: must not be read */
+  assert_int_equal(cf_hub_new(&h, &v1), CF_OK);
+  cf_hub_free(h);
+  v1.version = CF_HUB_CONFIG_VERSION;
+  assert_int_equal(cf_hub_new(&h, &v1), CF_ERR_INVALID);
+}
+
+/* Without a budget any total is fine (each client under its buffer). */
+static void test_unlimited(void **state) {
+  cf_hub *h = hub_new(0, 0);
+  tc t[4];
+  int i;
+
+  (void)state;
+  for (i = 0; i < 4; i++)
+    tc_new(h, &t[i], "r");
+  pub_n(h, "r", 300); /* 4 x 31.5 KB */
+  assert_int_equal(hf_stats(h).outbox_bytes, 4u * 300u * WIRE);
+  assert_int_equal(hf_stats(h).budget_closes, 0);
+  for (i = 0; i < 4; i++)
+    assert_int_equal(t[i].closes, 0);
+  cf_hub_free(h);
+}
+
+/*
+ * Three readers that never read, with backlogs of 300, 200 and 100
+ * messages, and a fast one. Going over the budget sheds the largest
+ * backlog only; the next overflow the next largest.
+ */
+static void test_largest_first(void **state) {
+  cf_hub *h = hub_new(BUFFER, 0);
+  tc big, mid, small, fast;
+
+  (void)state;
+  tc_new(h, &fast, NULL);
+  fast.drain_on_wake = 1;
+  assert_int_equal(cf_client_join(fast.c, "r", 1), CF_OK);
+  tc_new(h, &big, "r");
+  pub_n(h, "r", 100);
+  tc_new(h, &mid, "r");
+  pub_n(h, "r", 100);
+  tc_new(h, &small, "r");
+  pub_n(h, "r", 100);
+  /* 600 x 105 = 63000 bytes queued, just under 65536. */
+  assert_int_equal(hf_stats(h).outbox_bytes, 600u * WIRE);
+  assert_int_equal(big.closes + mid.closes + small.closes, 0);
+  /* The 8th: 624 + the fast reader's undrained one = 65625: over. */
+  pub_n(h, "r", 9);
+  assert_int_equal(big.closes, 1);
+  assert_int_equal(big.reason, CF_CLOSE_SLOW);
+  assert_int_equal(mid.closes + small.closes + fast.closes, 0);
+  assert_int_equal(hf_stats(h).budget_closes, 1);
+  assert_int_equal(hf_stats(h).slow_closes, 1);
+  assert_true(hf_stats(h).outbox_bytes <= BUFFER);
+  /* The shed client's queue is gone: only the others' is counted. */
+  assert_int_equal(cf_client_pending(big.c), 0);
+  assert_int_equal(hf_stats(h).outbox_bytes, (209u + 109u) * WIRE);
+  assert_int_equal(cf_client_pending(mid.c), 209u * WIRE);
+  /*
+   * The budget holds 624 messages. A publish counts in every outbox
+   * before the fast reader drains it (phase 2): 318 + 2 k + 1 > 624
+   * from the 153rd on. Then mid goes, small stays.
+   */
+  pub_n(h, "r", 152);
+  assert_int_equal(mid.closes, 0);
+  pub_n(h, "r", 1);
+  assert_int_equal(mid.closes, 1);
+  assert_int_equal(small.closes + fast.closes, 0);
+  assert_int_equal(hf_stats(h).budget_closes, 2);
+  assert_int_equal(fast.drained, 462u * WIRE);
+  cf_hub_free(h);
+}
+
+/* Shedding many at once: all above the excess, largest first. */
+static void test_many_victims(void **state) {
+  cf_hub *h = hub_new(BUFFER, 0);
+  tc t[10], fast;
+  char room[8];
+  int i, closed = 0;
+
+  (void)state;
+  tc_new(h, &fast, NULL);
+  fast.drain_on_wake = 1;
+  for (i = 0; i < 10; i++) {
+    snprintf(room, sizeof(room), "r%d", i);
+    tc_new(h, &t[i], room);
+    t[i].free_on_close = 1;
+    pub_n(h, room, 5 + 5 * i); /* backlogs 5, 10, .. 50 messages */
+  }
+  /* 275 messages queued. One room of 500 to everyone pushes it far
+   * over: the fan-out sheds the largest backlogs first. */
+  for (i = 0; i < 10; i++) {
+    snprintf(room, sizeof(room), "r%d", i);
+    if (t[i].c != NULL)
+      assert_int_equal(cf_client_join(t[i].c, "all", 3), CF_OK);
+  }
+  assert_int_equal(cf_client_join(fast.c, "all", 3), CF_OK);
+  pub_n(h, "all", 30); /* +300: 575 x 105 = 60375, under */
+  for (i = 0; i < 10; i++)
+    assert_int_equal(t[i].closes, 0);
+  pub_n(h, "all", 10); /* +100 (less the shed): over */
+  for (i = 0; i < 10; i++)
+    closed += t[i].closes;
+  assert_true(closed >= 1);
+  /* Whoever was shed had a backlog at least half the largest kept. */
+  for (i = 0; i < 10; i++) {
+    if (t[i].closes == 0) {
+      int j;
+      for (j = 0; j < 10; j++)
+        if (t[j].closes != 0)
+          assert_true(2 * (5 + 5 * j) >= 5 + 5 * i);
+    }
+  }
+  assert_true(hf_stats(h).outbox_bytes <= BUFFER);
+  assert_int_equal(hf_stats(h).budget_closes, (uint64_t)closed);
+  assert_int_equal(fast.closes, 0);
+  cf_hub_free(h);
+}
+
+/* Transport bytes (cf_client_send) count too. */
+static void test_send(void **state) {
+  cf_hub *h = hub_new(BUFFER, 0);
+  char junk[4000];
+  tc a, b;
+  int i;
+
+  (void)state;
+  memset(junk, 'j', sizeof(junk));
+  tc_new(h, &a, "r");
+  tc_new(h, &b, NULL);
+  pub_n(h, "r", 220); /* a: 23100 */
+  for (i = 0; i < 10; i++) /* b: 40000 */
+    assert_int_equal(cf_client_send(b.c, junk, sizeof(junk)), CF_OK);
+  assert_int_equal(a.closes + b.closes, 0);
+  assert_int_equal(cf_client_send(b.c, junk, sizeof(junk)), CF_OK);
+  assert_int_equal(b.closes, 1); /* 67100: b is the largest */
+  assert_int_equal(a.closes, 0);
+  cf_client_free(b.c);
+  cf_client_free(a.c);
+  cf_hub_free(h);
+}
+
+static void test_rooms_per_client(void **state) {
+  cf_hub *h = hub_new(0, 2);
+  tc a, b;
+
+  (void)state;
+  tc_new(h, &a, "r1");
+  assert_int_equal(cf_client_join(a.c, "r2", 2), CF_OK);
+  assert_int_equal(cf_client_join(a.c, "r3", 2), CF_ERR_LIMIT);
+  /* Already a member says so, limit or not. */
+  assert_int_equal(cf_client_join(a.c, "r1", 2), CF_ERR_EXISTS);
+  assert_int_equal(cf_client_leave(a.c, "r1", 2), CF_OK);
+  assert_int_equal(cf_client_join(a.c, "r3", 2), CF_OK);
+  /* Per client: another one is not affected. */
+  tc_new(h, &b, "r1");
+  assert_int_equal(cf_client_join(b.c, "r2", 2), CF_OK);
+  assert_int_equal(hf_stats(h).rooms, 3);
+  cf_hub_free(h);
+}
+
+int main(void) {
+#define T(f) cmocka_unit_test_setup_teardown(f, hf_setup, hf_teardown)
+  const struct CMUnitTest tests[] = {
+      T(test_config),         T(test_unlimited),  T(test_largest_first),
+      T(test_many_victims),   T(test_send),
+      T(test_rooms_per_client),
+  };
+#undef T
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
