@@ -393,20 +393,24 @@ def upgrade_request(addr, path, key=None, extra=None, drop=(),
 
 
 def encode_frame(opcode, payload=b'', fin=True, rsv=0, mask=True,
-                 length=None):
-    """A client frame; length overrides the declared payload length."""
+                 length=None, len_bytes=None, mask_key=None):
+    """A client frame; length overrides the declared payload length,
+    len_bytes forces its encoding (0: 7-bit, 2: 16-bit, 8: 64-bit, even
+    when not the shortest), mask_key fixes the 4-byte masking key."""
     n = len(payload) if length is None else length
     b0 = (0x80 if fin else 0) | ((rsv & 7) << 4) | (opcode & 0xF)
     mbit = 0x80 if mask else 0
-    if n < 126:
+    if len_bytes is None:
+        len_bytes = 0 if n < 126 else 2 if n < 65536 else 8
+    if len_bytes == 0:
         head = struct.pack('!BB', b0, mbit | n)
-    elif n < 65536:
+    elif len_bytes == 2:
         head = struct.pack('!BBH', b0, mbit | 126, n)
     else:
         head = struct.pack('!BBQ', b0, mbit | 127, n)
     if not mask:
         return head + payload
-    key = os.urandom(4)
+    key = os.urandom(4) if mask_key is None else mask_key
     masked = bytes(b ^ key[i & 3] for i, b in enumerate(payload))
     return head + key + masked
 
