@@ -455,6 +455,7 @@ typedef struct qcursor {
 static void qcursor_init(qcursor *c, const char *p, const char *end) {
   c->p = (const unsigned char *)p;
   c->end = (const unsigned char *)end;
+  c->pend[0] = c->pend[1] = 0; /* never read before set; -O3 cannot tell */
   c->npend = 0;
 }
 
