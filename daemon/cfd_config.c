@@ -108,6 +108,38 @@ static const opt opts[] = {
     {"header-timeout", "CHATFANOUT_HEADER_TIMEOUT", "DUR", "10s",
      "time to send a complete request head, more than 0 (then 408)",
      OPT_DURATION, F(header_timeout), 0, 0, 0, NULL},
+    {"max-connections-per-ip", "CHATFANOUT_MAX_CONNECTIONS_PER_IP", "N",
+     "256",
+     "open connections per source address (IPv6: per /64), then 429;\n"
+     "      0 disables",
+     OPT_UINT, F(max_conns_per_ip), 0, 1000000u, 0, "0 to 1000000"},
+    {"connection-rate", "CHATFANOUT_CONNECTION_RATE", "N", "20",
+     "new connections per second per source address, then 429;\n"
+     "      0 disables",
+     OPT_UINT, F(conn_rate), 0, 1000000u, 0, "0 to 1000000"},
+    {"connection-burst", "CHATFANOUT_CONNECTION_BURST", "N", "100",
+     "new connections a source address may open at once, 1-1000000",
+     OPT_UINT, F(conn_burst), 1, 1000000u, 0, "1 to 1000000"},
+    {"limit-loopback", "CHATFANOUT_LIMIT_LOOPBACK", NULL, "off",
+     "apply the per-address limits to loopback peers too (exempt by\n"
+     "      default: a local reverse proxy is many clients)",
+     OPT_BOOL, F(limit_loopback), 0, 0, 0, NULL},
+    {"message-rate", "CHATFANOUT_MESSAGE_RATE", "N", "100",
+     "frames a client may send per second (data, continuation and\n"
+     "      control frames alike), then close 1008; 0 disables",
+     OPT_UINT, F(msg_rate), 0, 1000000u, 0, "0 to 1000000"},
+    {"message-burst", "CHATFANOUT_MESSAGE_BURST", "N", "1000",
+     "frames a client may send at once, 1-1000000",
+     OPT_UINT, F(msg_burst), 1, 1000000u, 0, "1 to 1000000"},
+    {"frame-timeout", "CHATFANOUT_FRAME_TIMEOUT", "DUR", "15s",
+     "close (1008) a client silent this long in the middle of a frame\n"
+     "      or fragmented message; 0 disables",
+     OPT_DURATION, F(frame_timeout), 0, 0, 1, NULL},
+    {"outbound-budget", "CHATFANOUT_OUTBOUND_BUDGET", "SIZE", "256MiB",
+     "bytes queued to all clients together; past it the largest\n"
+     "      backlogs are closed (1008 slow consumer); 0: no limit, else\n"
+     "      at least --client-buffer",
+     OPT_SIZE, F(outbound_budget), 0, SIZE_MAX, 0, NULL},
     {"shutdown-timeout", "CHATFANOUT_SHUTDOWN_TIMEOUT", "DUR", "5s",
      "time to drain clients on SIGTERM/SIGINT", OPT_DURATION,
      F(shutdown_timeout), 0, 0, 1, NULL},
@@ -665,6 +697,13 @@ static void set_defaults(cfd_config *cfg) {
   cfg->idle_timeout = 120;
   cfg->header_timeout = 10;
   cfg->shutdown_timeout = 5;
+  cfg->max_conns_per_ip = 256;
+  cfg->conn_rate = 20;
+  cfg->conn_burst = 100;
+  cfg->msg_rate = 100;
+  cfg->msg_burst = 1000;
+  cfg->frame_timeout = 15;
+  cfg->outbound_budget = 256 * MIB;
   cfg->log_level = CFD_LOG_INFO;
   cfg->log_format = CFD_LOG_TEXT;
   cfg->sqs_topology = CF_SQS_SNS;

@@ -31,6 +31,15 @@ typedef struct cfd_config {
   double idle_timeout;     /* seconds, default 120, 0 disables */
   double header_timeout;   /* seconds to get a request head, > 0, def. 10 */
   double shutdown_timeout; /* seconds to drain on SIGTERM, default 5 */
+  /* Abuse limits (cfd_limits.h); 0 disables where said. */
+  unsigned max_conns_per_ip; /* per address (v6: /64), def. 256, 0 off */
+  unsigned conn_rate;      /* new conns/s per address, def. 20, 0 off */
+  unsigned conn_burst;     /* 1-1000000, default 100 */
+  int limit_loopback;      /* 0 or 1: loopback peers limited too, def. 0 */
+  unsigned msg_rate;       /* frames/s per client, def. 100, 0 off */
+  unsigned msg_burst;      /* 1-1000000, default 1000 */
+  double frame_timeout;    /* seconds silent mid-frame, def. 15, 0 off */
+  size_t outbound_budget;  /* bytes in all outboxes, def. 256 MiB, 0 off */
   int log_level;           /* enum cfd_log_level, default info */
   int log_format;          /* enum cfd_log_format, default text */
   uint64_t instance_id;    /* --instance-id, 1-16 hex digits; 0: random */

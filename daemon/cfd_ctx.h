@@ -14,6 +14,7 @@
 #include "cfd_metrics.h"
 
 struct cfd_ws;
+struct cfd_limits;
 
 typedef struct cfd_ctx {
   struct ev_loop *loop;   /* borrowed */
@@ -32,6 +33,10 @@ typedef struct cfd_ctx {
    * started only while ws_dirty is not empty (cfd_ws.c). */
   struct cfd_ws *ws_dirty;
   ev_prepare ws_flush;
+  /* Per-address limits (cfd_limits.h), owned by the server; NULL once
+   * it is freed. A WebSocket connection releases its address's count
+   * when it ends. */
+  struct cfd_limits *limits;
 } cfd_ctx;
 
 #endif /* CFD_CTX_H */

@@ -174,6 +174,34 @@ static void render_ext(outbuf *o, const cfd_metrics_ext *e) {
          e->log_dropped);
 }
 
+static void render_limits(outbuf *o, const cfd_metrics *m,
+                          const cfd_metrics_ext *e) {
+  family(o, "limits_rejected_total", "counter",
+         "Connections refused (429) by a per-address limit, by reason.");
+  out_printf(o, "chatfanout_limits_rejected_total{reason=\"ip_connections\"}"
+             " %llu\n",
+             (unsigned long long)m->limits_rejected[CFD_REJECT_IP_CONNS]);
+  out_printf(o, "chatfanout_limits_rejected_total{reason=\"ip_rate\"} %llu\n",
+             (unsigned long long)m->limits_rejected[CFD_REJECT_IP_RATE]);
+  scalar(o, "limits_ip_entries", "gauge",
+         "Source addresses held in the per-address table.", e->ip_entries);
+  scalar(o, "limits_ip_untracked_total", "counter",
+         "Connections admitted uncounted: no table slot was free.",
+         e->ip_untracked);
+  scalar(o, "ws_rate_limited_total", "counter",
+         "Clients closed (1008) for sending frames too fast.",
+         m->ws_rate_limited);
+  scalar(o, "ws_frame_timeouts_total", "counter",
+         "Clients closed (1008) silent in the middle of a frame.",
+         m->ws_frame_timeouts);
+  scalar(o, "outbound_bytes", "gauge",
+         "Wire bytes queued to all clients.", e->hub.outbox_bytes);
+  scalar(o, "outbound_budget_closes_total", "counter",
+         "Clients closed (1008 slow consumer) to stay under the outbound "
+         "budget.",
+         e->hub.budget_closes);
+}
+
 static void render_hub(outbuf *o, const cfd_metrics_ext *e) {
   scalar(o, "messages_out_total", "counter",
          "Message deliveries queued to clients.", e->hub.deliveries);
@@ -232,6 +260,7 @@ char *cfd_metrics_render(const cfd_metrics *m, const cfd_metrics_ext *ext,
   render_hub(&o, ext);
   render_queue(&o, ext);
   render_ext(&o, ext);
+  render_limits(&o, m, ext);
   histogram(&o, m);
   if (o.oom) {
     free(o.p);

@@ -36,7 +36,15 @@ typedef struct cfd_metrics {
                                                      is +Inf; not cumul. */
   uint64_t fanout_count;
   double fanout_sum;        /* seconds */
+  /* Abuse limits. Connections refused before the upgrade (429), by
+   * cause: CFD_REJECT_IP_CONNS, CFD_REJECT_IP_RATE. */
+  uint64_t limits_rejected[2];
+  uint64_t ws_rate_limited; /* clients closed 1008 "rate limit" */
+  uint64_t ws_frame_timeouts; /* clients closed 1008 "frame timeout" */
 } cfd_metrics;
+
+/* Index of cfd_metrics.limits_rejected, and the label values. */
+enum { CFD_REJECT_IP_CONNS = 0, CFD_REJECT_IP_RATE = 1 };
 
 /* What the renderer reads from outside the daemon's own counters. */
 typedef struct cfd_metrics_ext {
@@ -45,6 +53,8 @@ typedef struct cfd_metrics_ext {
   int queue_state;      /* cf_queue_state; CF_QUEUE_STOPPED if none */
   cf_queue_stats queue; /* from cf_queue_get_stats(); zero if none */
   uint64_t log_dropped; /* from cfd_log_dropped() */
+  uint64_t ip_entries;  /* cfd_limits_entries(): addresses held (gauge) */
+  uint64_t ip_untracked;/* cfd_limits_untracked() */
 } cfd_metrics_ext;
 
 /*

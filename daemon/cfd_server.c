@@ -4,11 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "cfd_http.h"
+#include "cfd_limits.h"
 #include "cfd_listen.h"
 #include "cfd_log.h"
 #include "cfd_peer.h"
@@ -19,7 +21,10 @@ extern const size_t cfd_page_index_len;
 
 #define WRITE_TIMEOUT 10.0   /* seconds to take a whole answer */
 #define LINGER_TIMEOUT 2.0   /* seconds to wait for the peer's EOF */
-#define MAX_REJECTING 64     /* 503 answers in flight over the limit */
+#define MAX_REJECTING 64     /* 503/429 answers in flight over limits */
+/* Retry-After of a 429 for too many open connections from an address:
+ * a guess, long enough that hammering does not pay. */
+#define IP_CONNS_RETRY 5
 
 /*
  * What a connection is doing. Every answer ends the same way: write it,
@@ -41,6 +46,8 @@ typedef struct hconn {
   char *owned;       /* malloc'd body (metrics), freed with the conn */
   int state;
   int counted;       /* counts towards --max-connections */
+  int ip_held;       /* counted in the per-address table */
+  cfd_peer peer;     /* for the per-address table */
 } hconn;
 
 struct cfd_server {
@@ -48,7 +55,9 @@ struct cfd_server {
   cfd_listener *listener; /* NULL once stopped */
   unsigned port;          /* bound port */
   hconn *conns;           /* every HTTP-phase connection */
-  unsigned n_rejecting;   /* over-limit 503 answers in flight */
+  unsigned n_rejecting;   /* over-limit 503/429 answers in flight */
+  cfd_limits *limits;     /* per-address limits, also ctx->limits */
+  char ans_429[2][256];   /* CFD_REJECT_IP_*: fixed 429 answers */
 };
 
 static const char reject_503[] =
@@ -84,6 +93,9 @@ static void conn_free(hconn *h, int keep_fd) {
   ev_timer_stop(loop, &h->timer);
   if (!keep_fd)
     close(h->io.fd);
+  /* Handed over (keep_fd), the WebSocket connection releases it. */
+  if (h->ip_held && !keep_fd)
+    cfd_limits_ip_close(h->srv->limits, &h->peer);
   conn_unlink(h);
   free(h->owned);
   free(h->buf);
@@ -244,6 +256,8 @@ static void serve_metrics(hconn *h, int head_only) {
   cfd_metrics_ext ext;
   size_t len = 0;
   cfd_metrics_collect(&ext, ctx->hub, ctx->queue);
+  ext.ip_entries = cfd_limits_entries(h->srv->limits);
+  ext.ip_untracked = cfd_limits_untracked(h->srv->limits);
   h->owned = cfd_metrics_render(&ctx->metrics, &ext, &len);
   if (h->owned == NULL) {
     log_answer(h, 500, "out of memory", NULL);
@@ -252,6 +266,22 @@ static void serve_metrics(hconn *h, int head_only) {
   }
   conn_answer(h, 200, "text/plain; version=0.0.4; charset=utf-8", h->owned,
               len, NULL, head_only);
+}
+
+/*
+ * The WebSocket connection releases the address's count with the peer
+ * it read itself. A peer that reset meanwhile has no address any more
+ * (getpeername fails), so the connection could not release it: then it
+ * is released here, or the address would lose a slot for good.
+ */
+static void ip_handover(hconn *h) {
+  cfd_peer now;
+  if (!h->ip_held)
+    return;
+  cfd_peer_get(h->io.fd, &now);
+  if (now.family == 0)
+    cfd_limits_ip_close(h->srv->limits, &h->peer);
+  h->ip_held = 0;
 }
 
 static void serve_upgrade(hconn *h, const cfd_route *rt, size_t head_len) {
@@ -270,6 +300,7 @@ static void serve_upgrade(hconn *h, const cfd_route *rt, size_t head_len) {
     return;
   }
   cfd_metrics_http(&s->ctx->metrics, 101);
+  ip_handover(h);
   conn_free(h, 1);
 }
 
@@ -458,19 +489,62 @@ static void conn_reject(cfd_server *s, int fd) {
   conn_send(h, reject_503, sizeof(reject_503) - 1, NULL, 0);
 }
 
+/* Refused by a per-address limit: a fixed 429, then close. */
+static void conn_reject_ip(cfd_server *s, int fd, const cfd_peer *p,
+                           int why) {
+  const char *a = s->ans_429[why];
+  hconn *h;
+  char peer[64];
+  s->ctx->metrics.limits_rejected[why]++;
+  cfd_metrics_http(&s->ctx->metrics, 429);
+  if (cfd_log_enabled(CFD_LOG_INFO)) {
+    cfd_peer_format(p, peer, sizeof(peer));
+    cfd_log(CFD_LOG_INFO, "http", "peer", peer, "status", "429", "reason",
+            why == CFD_REJECT_IP_RATE ? "connection rate per address"
+                                      : "connections per address",
+            NULL);
+  }
+  if (s->n_rejecting >= MAX_REJECTING || (h = conn_new(s, fd, 0)) == NULL) {
+    close(fd);
+    return;
+  }
+  conn_send(h, a, strlen(a), NULL, 0);
+}
+
+/* Per-address limits: 0 admitted (*held: counted), -1 refused. */
+static int conn_admit(cfd_server *s, int fd, cfd_peer *p, int *held) {
+  int rv;
+  cfd_peer_get(fd, p);
+  rv = cfd_limits_ip_open(s->limits, p, ev_now(s->ctx->loop), NULL);
+  *held = rv == CFD_IP_OK;
+  if (rv >= 0)
+    return 0;
+  conn_reject_ip(s, fd, p, rv == CFD_IP_RATE ? CFD_REJECT_IP_RATE
+                                             : CFD_REJECT_IP_CONNS);
+  return -1;
+}
+
 static void conn_accepted(int fd, void *ud) {
   cfd_server *s = ud;
   cfd_ctx *ctx = s->ctx;
+  cfd_peer peer;
+  int held;
   hconn *h;
   if (ctx->n_http + ctx->n_ws >= ctx->cfg->max_connections) {
     conn_reject(s, fd);
     return;
   }
+  if (conn_admit(s, fd, &peer, &held) != 0)
+    return;
   h = conn_new(s, fd, 1);
   if (h == NULL) {
+    if (held)
+      cfd_limits_ip_close(s->limits, &peer);
     close(fd);
     return;
   }
+  h->peer = peer;
+  h->ip_held = held;
   ev_io_start(ctx->loop, &h->io);
   if (ctx->cfg->header_timeout > 0)
     timer_arm(h, ctx->cfg->header_timeout);
@@ -478,19 +552,60 @@ static void conn_accepted(int fd, void *ud) {
 
 /* --- the server --------------------------------------------------------- */
 
+/*
+ * The 429 answers, fixed so a refusal costs no formatting. The rate is
+ * a whole number of connections a second, so a refused address has a
+ * token back within one second: Retry-After: 1.
+ */
+static void answers_init(cfd_server *s) {
+  static const char fmt[] =
+      "HTTP/1.1 429 Too Many Requests\r\n"
+      "Content-Type: text/plain; charset=utf-8\r\n"
+      "Content-Length: 22\r\n"
+      "Connection: close\r\n"
+      "Cache-Control: no-store\r\n"
+      "Retry-After: %u\r\n"
+      "\r\n"
+      "429 Too Many Requests\n";
+  snprintf(s->ans_429[CFD_REJECT_IP_CONNS], sizeof(s->ans_429[0]), fmt,
+           (unsigned)IP_CONNS_RETRY);
+  snprintf(s->ans_429[CFD_REJECT_IP_RATE], sizeof(s->ans_429[0]), fmt, 1u);
+}
+
+static cfd_limits *limits_new(const cfd_config *cfg) {
+  cfd_limits_config lc;
+  memset(&lc, 0, sizeof(lc));
+  lc.per_ip = cfg->max_conns_per_ip;
+  lc.rate = cfg->conn_rate;
+  lc.burst = cfg->conn_burst;
+  lc.loopback = cfg->limit_loopback;
+  /* Twice the connections that can be open keeps windows rarely full. */
+  lc.slots = (size_t)cfg->max_connections * 2;
+  if (getrandom(lc.seed, sizeof(lc.seed), GRND_NONBLOCK) !=
+      (ssize_t)sizeof(lc.seed)) {
+    lc.seed[0] = (uint64_t)getpid() * 0x9e3779b97f4a7c15u;
+    lc.seed[1] = (uint64_t)(uintptr_t)&lc;
+  }
+  return cfd_limits_new(&lc);
+}
+
 int cfd_server_new(cfd_server **out, cfd_ctx *ctx) {
   cfd_server *s = calloc(1, sizeof(*s));
   *out = NULL;
-  if (s == NULL) {
+  if (s == NULL || (s->limits = limits_new(ctx->cfg)) == NULL) {
+    free(s);
     cfd_log(CFD_LOG_ERROR, "out of memory", NULL);
     return -1;
   }
   s->ctx = ctx;
+  answers_init(s);
   if (cfd_listener_new(&s->listener, ctx->loop, ctx->cfg->listen_host,
                        ctx->cfg->listen_port, conn_accepted, s) != 0) {
+    cfd_limits_free(s->limits);
     free(s);
     return -1;
   }
+  ctx->limits = s->limits;
   s->port = cfd_listener_port(s->listener);
   *out = s;
   return 0;
@@ -517,5 +632,8 @@ void cfd_server_free(cfd_server *s) {
   cfd_server_stop(s);
   while (s->conns != NULL)
     conn_free(s->conns, 0);
+  /* WebSocket connections may outlive the server: they see NULL. */
+  s->ctx->limits = NULL;
+  cfd_limits_free(s->limits);
   free(s);
 }

@@ -98,6 +98,11 @@ static int hub_open(daemon_t *d, const cfd_config *cfg) {
   hc.history = cfg->history;
   hc.history_bytes = cfg->history_bytes;
   hc.max_rooms = cfg->max_rooms;
+  /* Raised with the client buffer: one full client must fit. */
+  hc.outbound_budget = cfg->outbound_budget;
+  if (hc.outbound_budget != 0 && hc.outbound_budget < hc.client_buffer)
+    hc.outbound_budget = hc.client_buffer;
+  hc.max_rooms_per_client = 1; /* a connection is in its one room */
   hc.framer = cfd_frame_hub_framer;
   hc.clock_ms = wall_ms;
   hc.instance_id = cfg->instance_id; /* 0: the hub picks a random one */

@@ -179,6 +179,13 @@ static void test_names_and_types(void **state) {
       {"chatfanout_queue_buffered_bytes", "gauge"},
       {"chatfanout_queue_dropped_total", "counter"},
       {"chatfanout_log_dropped_total", "counter"},
+      {"chatfanout_limits_rejected_total", "counter"},
+      {"chatfanout_limits_ip_entries", "gauge"},
+      {"chatfanout_limits_ip_untracked_total", "counter"},
+      {"chatfanout_ws_rate_limited_total", "counter"},
+      {"chatfanout_ws_frame_timeouts_total", "counter"},
+      {"chatfanout_outbound_bytes", "gauge"},
+      {"chatfanout_outbound_budget_closes_total", "counter"},
       {"chatfanout_fanout_seconds", "histogram"}};
   cfd_metrics m;
   cfd_metrics_ext e;
@@ -230,6 +237,14 @@ static void test_values(void **state) {
   e.queue.buffered_bytes = 65536;
   e.queue.dropped = 3;
   e.log_dropped = 12;
+  m.limits_rejected[CFD_REJECT_IP_CONNS] = 31;
+  m.limits_rejected[CFD_REJECT_IP_RATE] = 32;
+  m.ws_rate_limited = 33;
+  m.ws_frame_timeouts = 34;
+  e.ip_entries = 35;
+  e.ip_untracked = 36;
+  e.hub.outbox_bytes = 37;
+  e.hub.budget_closes = 38;
   cfd_metrics_http(&m, 404);
   cfd_metrics_http(&m, 200);
   cfd_metrics_http(&m, 404);
@@ -256,6 +271,16 @@ static void test_values(void **state) {
   assert_true(get(&P, "chatfanout_queue_buffered_bytes") == 65536);
   assert_true(get(&P, "chatfanout_queue_dropped_total") == 3);
   assert_true(get(&P, "chatfanout_log_dropped_total") == 12);
+  assert_true(get(&P, "chatfanout_limits_rejected_total"
+                      "{reason=\"ip_connections\"}") == 31);
+  assert_true(get(&P, "chatfanout_limits_rejected_total"
+                      "{reason=\"ip_rate\"}") == 32);
+  assert_true(get(&P, "chatfanout_ws_rate_limited_total") == 33);
+  assert_true(get(&P, "chatfanout_ws_frame_timeouts_total") == 34);
+  assert_true(get(&P, "chatfanout_limits_ip_entries") == 35);
+  assert_true(get(&P, "chatfanout_limits_ip_untracked_total") == 36);
+  assert_true(get(&P, "chatfanout_outbound_bytes") == 37);
+  assert_true(get(&P, "chatfanout_outbound_budget_closes_total") == 38);
   assert_true(get(&P, "chatfanout_http_requests_total{code=\"404\"}") == 2);
   assert_true(get(&P, "chatfanout_http_requests_total{code=\"200\"}") == 1);
   assert_false(find(&P, "chatfanout_http_requests_total{code=\"500\"}", &v));
