@@ -203,6 +203,8 @@ static void hold_clear(sqs *s) {
 }
 
 void sqs_on_ready(sqs *s) {
+  int failed = (s->failing & SQS_P_SETUP) != 0;
+
   if (!s->ready) {
     sqs_recv_stop(s);
     sqs_maint_stop(s);
@@ -212,9 +214,10 @@ void sqs_on_ready(sqs *s) {
   s->failing &= ~(unsigned)(SQS_P_SETUP | SQS_P_RECV | SQS_P_SEND);
   if (s->failing == 0)
     sqs_timer_set(s, s->health_timer, -1.0);
-  if (s->was_ready && s->phase == SQS_RUNNING) {
-    /* Peers that lost their subscription too need a moment to make a
-     * new one; what we publish before that would miss them. */
+  if ((s->was_ready || failed) && s->phase == SQS_RUNNING) {
+    /* Peers that lost their subscription too, or that waited for the
+     * service as we did at start, need a moment to make one; what we
+     * publish before that would miss them. */
     s->send_hold = 1;
     sqs_timer_set(s, s->hold_timer, SQS_RESUBSCRIBE_GRACE);
   }
