@@ -80,6 +80,8 @@ struct opts {
 	uint64_t count;
 	double rate, duration, timeout, connect_timeout, idle_wait;
 	enum mode mode;
+	bool pub_http;          /* publish with HTTP POST (nchan) */
+	unsigned pub_base;      /* first publisher id in headers */
 	int pids[MAX_PIDS];
 	unsigned npids;
 	bool quiet;
@@ -87,6 +89,8 @@ struct opts {
 
 struct stats {
 	uint64_t deliveries, unique, dup, ooo, foreign, pings;
+	uint64_t http_ok;       /* 2xx answers to POST publishes */
+	uint64_t binary;        /* data messages in binary frames */
 	uint64_t hist[NBUCKETS];
 	uint64_t lat_max;
 	unsigned closed_subs, errors;
@@ -391,6 +395,15 @@ static void on_connected(struct conn *c)
 		conn_error(c, strerror(err ? err : errno));
 		return;
 	}
+	if (c->is_pub && O.pub_http) {
+		/* An HTTP publisher has no handshake: open once connected. */
+		c->state = C_OPEN;
+		npending--;
+		nopen++;
+		if (ep_set(c, EPOLLIN, EPOLL_CTL_MOD) < 0)
+			conn_error(c, "epoll_ctl");
+		return;
+	}
 	send_upgrade(c);
 }
 
@@ -589,7 +602,8 @@ static void on_message(struct conn *c, const uint8_t *p, size_t n,
 	t_last_delivery = now;
 	t_progress = now;
 	if (n < HDR_LEN || hexval(p, 4, &pub) || hexval(p + 4, 12, &seq) ||
-	    hexval(p + 16, 16, &ts) || pub >= O.pubs || seq >= per_pub) {
+	    hexval(p + 16, 16, &ts) || pub < O.pub_base ||
+	    (pub -= O.pub_base) >= O.pubs || seq >= per_pub) {
 		S.foreign++;
 		return;
 	}
@@ -658,8 +672,10 @@ static long parse_one(struct conn *c, const uint8_t *p, size_t n,
 		return -1;
 	}
 	switch (op) {
-	case 1:
 	case 2:
+		S.binary++;
+		/* fall through */
+	case 1:
 		on_message(c, p + h, (size_t)len, now);
 		break;
 	case 8:
@@ -701,6 +717,84 @@ static void parse_frames(struct conn *c, const uint8_t *p, size_t n,
 		conn_error(c, "partial frame too large");
 }
 
+/*
+ * One HTTP response of a POST publisher: returns its length, 0 if more
+ * is needed, -1 on a response we cannot frame or a non-2xx status.
+ * Only Content-Length bodies: nginx answers POSTs that way.
+ */
+static long http_response_len(struct conn *c, const uint8_t *p, size_t n)
+{
+	char head[MAX_HEAD + 1];
+	const char *end, *v;
+	size_t hl, vl = 0;
+	unsigned long body = 0;
+
+	end = memmem(p, n, "\r\n\r\n", 4);
+	if (!end)
+		return n >= MAX_HEAD ? -1 : 0;
+	hl = (size_t)(end - (const char *)p) + 4;
+	if (hl > MAX_HEAD)
+		return -1;
+	memcpy(head, p, hl);
+	head[hl] = '\0';
+	if (strncmp(head, "HTTP/1.1 2", 10) != 0) {
+		char *eol = strstr(head, "\r\n");
+
+		*eol = '\0';
+		fail("publisher %u: %s", c->idx, head);
+		return -1;
+	}
+	v = head_value(head, "Content-Length", &vl);
+	if (v)
+		body = strtoul(v, NULL, 10);
+	else if (head_value(head, "Transfer-Encoding", &vl))
+		return -1;
+	if (n < hl + body)
+		return 0;
+	return (long)(hl + body);
+}
+
+static void http_parse(struct conn *c, const uint8_t *p, size_t n)
+{
+	size_t off = 0;
+
+	for (;;) {
+		long r = http_response_len(c, p + off, n - off);
+
+		if (r < 0) {
+			conn_error(c, "bad HTTP response to a publish");
+			return;
+		}
+		if (r == 0)
+			break;
+		S.http_ok++;
+		off += (size_t)r;
+	}
+	if (off < n && carry_append(c, p + off, n - off) < 0)
+		conn_error(c, "HTTP response too large");
+}
+
+static void on_http_data(struct conn *c, const uint8_t *p, size_t n)
+{
+	uint8_t *old;
+	uint32_t len;
+
+	if (!c->carry_len) {
+		http_parse(c, p, n);
+		return;
+	}
+	if (carry_append(c, p, n) < 0) {
+		conn_error(c, "HTTP response too large");
+		return;
+	}
+	old = c->carry;
+	len = c->carry_len;
+	c->carry = NULL;
+	c->carry_len = c->carry_cap = 0;
+	http_parse(c, old, len);
+	free(old);
+}
+
 static void on_data(struct conn *c, const uint8_t *p, size_t n, uint64_t now)
 {
 	uint8_t *old;
@@ -708,6 +802,10 @@ static void on_data(struct conn *c, const uint8_t *p, size_t n, uint64_t now)
 
 	if (c->state == C_HANDSHAKE) {
 		on_handshake_data(c, p, n, now);
+		return;
+	}
+	if (c->is_pub && O.pub_http) {
+		on_http_data(c, p, n);
 		return;
 	}
 	if (!c->carry_len) {
@@ -782,17 +880,29 @@ static void put_hex(uint8_t *p, unsigned n, uint64_t v)
 	}
 }
 
+/* Writes the request head of one POST publish; returns its length. */
+static size_t http_head(uint8_t *f, size_t cap)
+{
+	int n = snprintf((char *)f, cap,
+			 "POST %s HTTP/1.1\r\nHost: %s:%d\r\n"
+			 "Content-Type: text/plain\r\n"
+			 "Content-Length: %u\r\n\r\n",
+			 O.pub_path, O.host, O.port, O.size);
+
+	return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
 /*
- * TODO(issue 4): an HTTP POST publisher (nchan: POST /pub/ROOM on a
- * keep-alive connection, one request per message, responses counted)
- * next to this WebSocket one. Only WebSocket publishers exist today.
+ * Queues message msg on its publisher: a masked text frame, or with
+ * --pub-http one POST request (keep-alive, pipelined: nchan answers
+ * each in order and every answer is counted).
  */
 static void pub_enqueue(uint64_t msg, uint64_t ts)
 {
 	unsigned pub = (unsigned)(msg % O.pubs);
 	struct pubq *q = &pq[pub];
 	uint64_t seq = msg / O.pubs;
-	size_t need = 14 + O.size, h;
+	size_t need = 14 + O.size + (O.pub_http ? 512 : 0), h;
 	uint32_t mask = rnd32();
 	uint8_t *f;
 	uint8_t hdr[HDR_LEN];
@@ -810,13 +920,14 @@ static void pub_enqueue(uint64_t msg, uint64_t ts)
 		q->buf = xrealloc(q->buf, q->cap);
 	}
 	f = q->buf + q->len;
-	h = frame_header(f, 1, O.size, mask);
-	put_hex(hdr, 4, pub);
+	h = O.pub_http ? http_head(f, 512) : frame_header(f, 1, O.size, mask);
+	put_hex(hdr, 4, pub + O.pub_base);
 	put_hex(hdr + 4, 12, seq);
 	put_hex(hdr + 16, 16, ts);
 	memcpy(f + h, hdr, HDR_LEN);
 	memset(f + h + HDR_LEN, 'x', O.size - HDR_LEN);
-	mask_bytes(f + h, O.size, mask);
+	if (!O.pub_http)
+		mask_bytes(f + h, O.size, mask);
 	q->len += h + O.size;
 	sent++;
 	t_last_send = now_ns();
@@ -1025,12 +1136,13 @@ static void report_load(double cpu0, double cpu1)
 	       "\"lat_ms\":{\"p50\":%.4f,\"p90\":%.4f,\"p99\":%.4f,"
 	       "\"max\":%.4f},\"server_cpu_s\":%.3f,"
 	       "\"cpu_s_per_1m\":%.4f,\"pings\":%" PRIu64 ","
-	       "\"closed_subs\":%u,\"errors\":%u}\n",
+	       "\"http_ok\":%" PRIu64 ",\"binary\":%" PRIu64 ",\"closed_subs\":%u,"
+	       "\"errors\":%u}\n",
 	       mode_name(), O.n, O.pubs, O.size,
 	       O.mode == M_OPEN ? O.rate : 0.0, O.window, sent, expect,
 	       S.deliveries, S.unique, lost, S.dup, S.ooo, S.foreign, el, dps,
-	       p50, p90, p99, mx, cpu, cpm, S.pings, S.closed_subs,
-	       S.errors);
+	       p50, p90, p99, mx, cpu, cpm, S.pings, S.http_ok,
+	       S.binary, S.closed_subs, S.errors);
 }
 
 static void report_idle(long rss0, long rss1)
@@ -1057,6 +1169,9 @@ static void usage(FILE *f)
 	      "  --room R             room (default bench-<pid>-<time>)\n"
 	      "  --path PATH          subscriber path (/ws?room=R)\n"
 	      "  --pub-path PATH      publisher path (same as --path)\n"
+	      "  --pub-http           publish by HTTP POST to --pub-path\n"
+	      "  --pub-id K           first publisher id in messages (0);\n"
+	      "                       other ids count as foreign\n"
 	      "  -n, --subscribers N  subscriber connections (100)\n"
 	      "  --publishers P       publisher connections (1)\n"
 	      "  --size B             payload bytes, >= 32 (64)\n"
@@ -1090,6 +1205,7 @@ static int parse_opts(int argc, char **argv)
 		{ "connect-timeout", 1, 0, 'T' },
 		{ "connect-rate", 1, 0, 'C' }, { "max-pending", 1, 0, 'k' },
 		{ "src-addrs", 1, 0, 'a' }, { "server-pid", 1, 0, 'S' },
+		{ "pub-http", 0, 0, 'X' }, { "pub-id", 1, 0, 'B' },
 		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
 	};
 	static char path[200], ppath[200];
@@ -1123,6 +1239,8 @@ static int parse_opts(int argc, char **argv)
 			  O.mode = M_CLOSED; break;
 		case 'f': O.mode = M_FLAT; break;
 		case 'i': O.mode = M_IDLE; break;
+		case 'X': O.pub_http = true; break;
+		case 'B': O.pub_base = (unsigned)atoi(optarg); break;
 		case 'I': O.idle_wait = atof(optarg); break;
 		case 't': O.timeout = atof(optarg); break;
 		case 'T': O.connect_timeout = atof(optarg); break;
@@ -1140,6 +1258,7 @@ static int parse_opts(int argc, char **argv)
 	}
 	if (optind != argc || O.port <= 0 || O.port > 65535 || O.n == 0 ||
 	    O.pubs == 0 || O.pubs > MAX_PUBS || O.size < HDR_LEN ||
+	    O.pub_base + O.pubs > 0xffffu ||
 	    O.size > MAX_FRAME || O.rate <= 0 || O.src_addrs == 0 ||
 	    O.src_addrs > 254 || O.max_pending == 0 ||
 	    O.connect_rate == 0 || (O.mode == M_CLOSED && O.window == 0))
