@@ -12,6 +12,14 @@
   understands (0 pass, 1 fail, 77 skip).
 
 Every test takes the daemon path as its first argument (or CHATFANOUTD).
+
+CF_DAEMON_WRAPPER (e.g. "valgrind --error-exitcode=99 --leak-check=full")
+runs every Daemon under that command. A valgrind wrapper gets a
+--log-file per daemon; run() fails the test when any of them reports an
+error, and kill() ends a wrapped daemon with SIGTERM first so that leaks
+are checked at its exit. CF_SLOW (a factor, default 1; set by
+scripts/test with the wrapper) stretches the start timeout and run()'s
+time limit; tests with timing assertions may read SLOW too.
 """
 import base64
 import hashlib
@@ -19,16 +27,22 @@ import json
 import os
 import re
 import select
+import shlex
+import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
 
 SKIP = 77
+WRAPPER = shlex.split(os.environ.get('CF_DAEMON_WRAPPER', ''))
+SLOW = max(1.0, float(os.environ.get('CF_SLOW', '1') or 1))
+_VG_DIR = None
 WS_GUID = b'258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 
 OP_CONT, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
@@ -74,6 +88,64 @@ def log(*args):
     print(*args, flush=True)
 
 
+def wrapped():
+    """True when daemons run under CF_DAEMON_WRAPPER."""
+    return bool(WRAPPER)
+
+
+def skip_if_wrapped(why):
+    """Skips a test unsuitable under a wrapper (exit 77, even with
+    CF_TEST_NO_SKIP: the wrapped stage names what it skips)."""
+    if WRAPPER:
+        print('SKIP under %s: %s' % (os.path.basename(WRAPPER[0]), why))
+        sys.exit(SKIP)
+
+
+def _wrapper_args(tag):
+    global _VG_DIR
+    if not WRAPPER:
+        return [], None
+    if os.path.basename(WRAPPER[0]) != 'valgrind':
+        return list(WRAPPER), None
+    if _VG_DIR is None:
+        _VG_DIR = tempfile.mkdtemp(prefix='cf-valgrind-')
+    path = os.path.join(_VG_DIR, '%s-%d.log' % (
+        re.sub(r'[^A-Za-z0-9_.-]', '_', tag), len(_started)))
+    return list(WRAPPER) + ['--log-file=' + path], path
+
+
+_VG_ERRORS = re.compile(r'ERROR SUMMARY: (\d+) errors')
+_VG_REPORT = re.compile(r'^==\d+== (Invalid (read|write|free)|Conditional '
+                        r'jump|Use of uninitialised|Syscall param|Mismatched '
+                        r'free|Source and destination overlap|Invalid '
+                        r'(argument|size))', re.M)
+
+
+def wrapper_verdict():
+    """Lists the valgrind logs that report errors; returns 1 if any."""
+    bad = 0
+    for d in _started:
+        if not d.vg_log:
+            continue
+        try:
+            with open(d.vg_log, errors='replace') as f:
+                text = f.read()
+        except OSError:
+            continue
+        counts = [int(n) for n in _VG_ERRORS.findall(text)]
+        rc = d.proc.returncode if d.proc is not None else None
+        if any(counts) or _VG_REPORT.search(text) or rc == 99:
+            bad = 1
+            print('VALGRIND: %s (exit %s) reported errors, log %s:\n%s' % (
+                d.tag, rc, d.vg_log, text[-6000:]), flush=True)
+        else:
+            log('valgrind: %s clean (%s)' % (
+                d.tag, 'summary' if counts else 'no summary: killed'))
+    if not bad and _VG_DIR is not None:
+        shutil.rmtree(_VG_DIR, ignore_errors=True)
+    return bad
+
+
 # --- the daemon ---------------------------------------------------------
 
 _LISTEN_TEXT = re.compile(r'listening\b.*\burl=(\S+)')
@@ -84,12 +156,13 @@ class Daemon:
     """One chatfanoutd process. Use as a context manager."""
 
     def __init__(self, *args, env=None, listen='127.0.0.1:0', tag='daemon'):
-        self.args = [daemon_path()] + (['--listen', listen] if listen
-                                       else []) + list(args)
+        self.tag = tag
+        pre, self.vg_log = _wrapper_args(tag)
+        self.args = pre + [daemon_path()] + (['--listen', listen] if listen
+                                             else []) + list(args)
         self.env = dict(os.environ)
         if env:
             self.env.update(env)
-        self.tag = tag
         self.proc = None
         self.url = None
         self.host = None
@@ -99,6 +172,7 @@ class Daemon:
         self._ready = threading.Event()
 
     def start(self, timeout=10.0):
+        timeout *= SLOW
         log('[%s] start: %s' % (self.tag, ' '.join(self.args)))
         self.proc = subprocess.Popen(self.args, env=self.env,
                                      stdin=subprocess.DEVNULL,
@@ -159,6 +233,11 @@ class Daemon:
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
+            if WRAPPER:
+                # Let the wrapper see the exit (leaks); then no mercy.
+                os.kill(self.proc.pid, signal.SIGTERM)
+                if self.wait(30) is not None:
+                    return
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
@@ -197,6 +276,7 @@ def run(main, timeout=60):
     def on_alarm(signum, frame):
         raise TestTimeout('test did not finish within %ss' % timeout)
 
+    timeout = int(timeout * SLOW)
     signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(timeout)
     rc = 1
@@ -210,6 +290,8 @@ def run(main, timeout=60):
     finally:
         signal.alarm(0)
         _cleanup()
+    if WRAPPER and wrapper_verdict() and rc in (0, None):
+        rc = 1
     sys.stdout.flush()
     sys.exit(rc)
 
