@@ -78,6 +78,13 @@ typedef struct cf_sqs_config {
   /* Environment for credential/region lookup, NULL-terminated "K=V";
    * NULL: the process environment, read at creation only. */
   char *const *envp;
+  /* Under load, the least seconds between two batches sent, and between
+   * two polls of one poller that got messages, unless the batch or the
+   * answer was full; 0.05. At a low rate nothing waits for it; at a high
+   * one it bounds the requests per second whatever the message rate
+   * (messages share batches and bundles), for up to this much more
+   * latency. */
+  double interval;
 } cf_sqs_config;
 
 /*

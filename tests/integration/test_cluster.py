@@ -445,6 +445,31 @@ async def chat_round(what, ds, tag, fifo, per_sender=PER_SENDER):
     return last - t0
 
 
+async def burst_round(topo, ds, n=300):
+    """One sender writes n messages at once: they share batches and
+    bundles, so every instance makes far fewer requests than messages
+    (bench/sqs_requests measures the steady state)."""
+    what = '%s: burst' % topo.name
+    clients = await open_clients(ds, per_room=1)
+    sender = clients[0]
+    expect = {room: set() for room in ROOMS}
+    expect[sender.room] = {(
+        'b', sender.room, sender.name, k, 'text' if k % 2 == 0 else 'binary')
+        for k in range(n)}
+    before = [metrics(d).value('chatfanout_queue_requests_total')
+              for d in ds]
+    await send_series(sender, 'b', n, pause=0)
+    await wait_delivered(clients, expect, DELIVERY_TIMEOUT, settle=0.5)
+    after = [metrics(d).value('chatfanout_queue_requests_total') for d in ds]
+    check_delivery(what, clients, expect, topo.fifo, 'b')
+    used = [a - b for a, b in zip(after, before)]
+    cfd.log('%s: requests per instance for %d messages: %r' % (what, n, used))
+    chk.ok(max(used) <= n * 0.25,
+           '%s: each instance made at most 0.25 requests per message' % what,
+           repr(used))
+    await asyncio.gather(*[c.close() for c in clients])
+
+
 # --- the phases -------------------------------------------------------------
 
 async def interop(topo, fq, cli, ds):
@@ -753,6 +778,7 @@ async def run_topology(topo, fq, cli):
             await asyncio.sleep(2 * PEER_REFRESH + 0.5)
         await chat_round('%s: three instances' % topo.name, ds, 'a',
                          topo.fifo)
+        await burst_round(topo, ds)
         m = metrics(ds[0])
         chk.ok(m.value('chatfanout_queue_requests_total') > 0 and
                m.value('chatfanout_queue_up') == 1,

@@ -83,6 +83,69 @@ static void test_msg_encodes_once(void **state) {
   assert_int_equal(tm.live, 0);
 }
 
+/*
+ * A bundle: envelopes one per line, each decodable on its own (text with
+ * newlines and characters SQS refuses included), the count and bytes
+ * kept; one that would pass the limit leaves the bundle as it was.
+ */
+static void test_msg_bundle(void **state) {
+  static const char *texts[] = {"one", "two\nlines", "\xf0\x9f\x98\x80 smile",
+                                "four"};
+  cf_envelope e = {0xabcull, 1, 5, "lobby", 5, CF_MSG_TEXT, texts[0], 3};
+  cf__sqs_msg *m;
+  cf_envelope *d;
+  const char *p, *nl, *why;
+  size_t added, before, i;
+
+  (void)state;
+  assert_int_equal(cf__sqs_msg_new(&m, &e, CF__SQS_SIZE_MAX, &tm.mem),
+                   CF_OK);
+  for (i = 1; i < 4; i++) {
+    e.seq = i + 1;
+    e.data = texts[i];
+    e.len = strlen(texts[i]);
+    before = m->len;
+    assert_int_equal(cf__sqs_msg_append(&m, &e, CF__SQS_BUNDLE_MAX, &tm.mem,
+                                        &added), CF_OK);
+    assert_int_equal(m->len, before + added);
+    assert_int_equal(strlen(m->body), m->len);
+  }
+  assert_int_equal(m->count, 4);
+  assert_string_equal(m->id, "0000000000000abc-1"); /* the first's */
+  for (p = m->body, i = 0; i < 4; i++, p = nl + 1) {
+    nl = strchr(p, '\n');
+    if (nl == NULL)
+      nl = p + strlen(p);
+    assert_int_equal(cf__envelope_decode(&d, p, (size_t)(nl - p), &tm.mem,
+                                         &why), CF_OK);
+    assert_int_equal(d->seq, i + 1);
+    assert_int_equal(d->len, strlen(texts[i]));
+    assert_memory_equal(d->data, texts[i], d->len);
+    cf__envelope_free(d, &tm.mem);
+  }
+  assert_int_equal(i, 4);
+  assert_true(*(nl) == '\0');
+  before = m->len;
+  assert_int_equal(cf__sqs_msg_append(&m, &e, m->len + 10, &tm.mem, &added),
+                   CF_ERR_TOO_BIG);
+  assert_int_equal(m->len, before);
+  assert_int_equal(strlen(m->body), before);
+  assert_int_equal(m->count, 4);
+  /* Out of memory while growing: unchanged too. */
+  for (i = 0; i < 2000 && m->cap - m->len > 64; i++)
+    assert_int_equal(cf__sqs_msg_append(&m, &e, CF__SQS_BUNDLE_MAX,
+                                        &tm.mem, &added), CF_OK);
+  before = m->len;
+  tm.fail_at = tm.count + 1;
+  assert_int_equal(cf__sqs_msg_append(&m, &e, CF__SQS_BUNDLE_MAX, &tm.mem,
+                                      &added), CF_ERR_NOMEM);
+  tm.fail_at = 0;
+  assert_int_equal(m->len, before);
+  assert_int_equal(strlen(m->body), before);
+  assert_int_equal(cf__sqs_msg_unref(m, &tm.mem), 1);
+  assert_int_equal(tm.live, 0);
+}
+
 static void test_msg_limits(void **state) {
   static char big[CF__SQS_SIZE_MAX];
   cf_envelope e = {1, 1, 0, "r", 1, CF_MSG_TEXT, big, 0};
@@ -450,6 +513,7 @@ int main(void) {
     cmocka_unit_test_setup(test_apply_sns_shapes, setup),
     cmocka_unit_test_setup(test_apply_bad_input, setup),
     cmocka_unit_test_setup(test_json_list, setup),
+    cmocka_unit_test_setup(test_msg_bundle, setup),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 #include "cf_mem.h"
 
 #define SQS_LINGER_DEFAULT 0.005
+#define SQS_INTERVAL_DEFAULT 0.05
 #define SQS_POLLERS_DEFAULT 2u
 #define SQS_WAIT_DEFAULT 20u
 #define SQS_BUFFER_DEFAULT ((size_t)8 * 1024 * 1024)
@@ -415,6 +416,7 @@ static int config_numbers(sqs *s, const cf_sqs_config *c, char *msg,
     return CF_ERR_INVALID;
   }
   if (!pick(&s->linger, c->linger, SQS_LINGER_DEFAULT, 0.0, 10.0) ||
+      !pick(&s->interval, c->interval, SQS_INTERVAL_DEFAULT, 0.0, 10.0) ||
       !pick(&s->reorder_window, c->reorder_window, SQS_REORDER_DEFAULT,
             0.001, 60.0) ||
       !pick(&s->peer_refresh, c->peer_refresh, SQS_PEER_REFRESH_DEFAULT,
@@ -423,8 +425,8 @@ static int config_numbers(sqs *s, const cf_sqs_config *c, char *msg,
             86400.0) ||
       !pick(&s->stale_after, c->stale_after, SQS_STALE_DEFAULT, 0.01,
             1e9)) {
-    say(msg, len, "linger, reorder_window, peer_refresh, heartbeat or "
-                  "stale_after out of range");
+    say(msg, len, "linger, interval, reorder_window, peer_refresh, "
+                  "heartbeat or stale_after out of range");
     return CF_ERR_INVALID;
   }
   if (s->stale_after <= s->heartbeat) {

@@ -73,50 +73,107 @@ static void sqs_safe_rewrite(char *b, size_t n, size_t extra) {
   }
 }
 
-int cf__sqs_msg_new(cf__sqs_msg **out, const cf_envelope *env,
-                    size_t max_len, const cf_mem *mem) {
-  cf__sqs_msg *m, *bigger;
+/* Makes room for size body bytes (+NUL) in *mp, which may be NULL;
+ * grows geometrically so that a bundle costs amortised O(1) per append.
+ * On failure *mp is unchanged. */
+static int msg_reserve(cf__sqs_msg **mp, size_t size, size_t max_len,
+                       const cf_mem *mem) {
+  cf__sqs_msg *m = *mp;
+  size_t cap;
+
+  if (m != NULL && m->cap >= size)
+    return CF_OK;
+  cap = m != NULL && m->cap * 2 > size ? m->cap * 2 : size;
+  if (cap > max_len)
+    cap = size;
+  m = cf__realloc(mem, m, sizeof(*m) + cap + 1);
+  if (m == NULL)
+    return CF_ERR_NOMEM;
+  if (*mp == NULL)
+    m->len = 0;
+  m->cap = cap;
+  *mp = m;
+  return CF_OK;
+}
+
+/*
+ * Encodes env at byte at of (*mp)'s body, growing it; on success the
+ * body ends there plus the envelope and *len_out gives that envelope's
+ * bytes. On failure the body before at is untouched (*mp may have
+ * moved, still valid, or still NULL).
+ */
+static int msg_encode_at(cf__sqs_msg **mp, size_t at, const cf_envelope *env,
+                         size_t max_len, const cf_mem *mem,
+                         size_t *len_out) {
   size_t len, got, extra;
+  char *b;
   int rv;
 
-  *out = NULL;
   rv = cf__envelope_encoded_len(env, &len);
   if (rv != CF_OK)
     return rv;
-  if (len > max_len)
+  if (len > max_len || at > max_len - len)
     return CF_ERR_TOO_BIG;
-  m = cf__malloc(mem, sizeof(*m) + len + 1);
-  if (m == NULL)
-    return CF_ERR_NOMEM;
-  rv = cf__envelope_encode(env, m->body, len + 1, &got);
-  if (rv != CF_OK) {
-    cf__free(mem, m);
+  if ((rv = msg_reserve(mp, at + len, max_len, mem)) != CF_OK)
     return rv;
-  }
+  b = (*mp)->body + at;
+  if ((rv = cf__envelope_encode(env, b, len + 1, &got)) != CF_OK)
+    return rv;
   /* Only text with such characters pays for a second pass. */
   extra = env->flags == CF_MSG_TEXT
-              ? sqs_safe_extra((const unsigned char *)m->body, got) : 0;
+              ? sqs_safe_extra((const unsigned char *)b, got) : 0;
   if (extra > 0) {
-    if (got + extra > max_len) {
-      cf__free(mem, m);
+    if (at + got + extra > max_len)
       return CF_ERR_TOO_BIG;
-    }
-    bigger = cf__realloc(mem, m, sizeof(*m) + got + extra + 1);
-    if (bigger == NULL) {
-      cf__free(mem, m);
-      return CF_ERR_NOMEM;
-    }
-    m = bigger;
-    sqs_safe_rewrite(m->body, got, extra);
+    if ((rv = msg_reserve(mp, at + got + extra, max_len, mem)) != CF_OK)
+      return rv;
+    b = (*mp)->body + at;
+    sqs_safe_rewrite(b, got, extra);
     got += extra;
+  }
+  *len_out = got;
+  return CF_OK;
+}
+
+int cf__sqs_msg_new(cf__sqs_msg **out, const cf_envelope *env,
+                    size_t max_len, const cf_mem *mem) {
+  cf__sqs_msg *m = NULL;
+  size_t got;
+  int rv;
+
+  *out = NULL;
+  rv = msg_encode_at(&m, 0, env, max_len, mem, &got);
+  if (rv != CF_OK) {
+    if (m != NULL)
+      cf__free(mem, m);
+    return rv;
   }
   cf_list_init(&m->link);
   m->refs = 1;
   m->len = got;
+  m->count = 1;
   cf__envelope_id(m->id, env->origin, env->seq);
   memcpy(m->group, env->room, env->room_len);
   m->group[env->room_len] = '\0';
   *out = m;
+  return CF_OK;
+}
+
+int cf__sqs_msg_append(cf__sqs_msg **mp, const cf_envelope *env,
+                       size_t max_len, const cf_mem *mem, size_t *added) {
+  size_t at = (*mp)->len + 1, got;
+  int rv;
+
+  rv = msg_encode_at(mp, at, env, max_len, mem, &got);
+  if (rv != CF_OK) {
+    (*mp)->body[(*mp)->len] = '\0';
+    return rv;
+  }
+  /* JSON text holds no raw newline, so it can separate envelopes. */
+  (*mp)->body[at - 1] = '\n';
+  (*mp)->len = at + got;
+  (*mp)->count++;
+  *added = got + 1;
   return CF_OK;
 }
 
@@ -171,6 +228,16 @@ unsigned cf__sqs_batch_pending_count(const cf__sqs_batch *b) {
 
   for (i = 0; i < b->n; i++)
     n += (b->pending >> i) & 1u;
+  return n;
+}
+
+size_t cf__sqs_batch_pending_msgs(const cf__sqs_batch *b) {
+  unsigned i;
+  size_t n = 0;
+
+  for (i = 0; i < b->n; i++)
+    if (b->pending & (1u << i))
+      n += b->msg[i]->count;
   return n;
 }
 
@@ -355,6 +422,7 @@ int cf__sqs_batch_apply(cf__sqs_batch *b, const json_t *data,
     if (sender_fault(item)) {
       b->pending &= ~(1u << k);
       out->rejected++;
+      out->rejected_msgs += b->msg[k]->count;
     } else {
       out->failed++;
     }

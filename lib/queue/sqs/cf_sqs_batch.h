@@ -2,8 +2,11 @@
  * Internal: outgoing messages and the batches that carry them.
  *
  * A publish is encoded once into a cf__sqs_msg (the envelope's wire
- * JSON, plus its id and room for FIFO). Messages are reference counted:
- * in the queues topology one message rides in one batch per peer queue.
+ * JSON, plus its id and room for FIFO). One SQS/SNS message may carry
+ * several envelopes, one per line (a bundle): the receivers pay one
+ * receive and one delete for all of them. Messages are reference
+ * counted: in the queues topology one message rides in one batch per
+ * peer queue.
  *
  * A batch holds up to 10 messages of at most 256 KiB together (the
  * SNS PublishBatch and SQS SendMessageBatch limits), builds the request
@@ -37,13 +40,18 @@
 #define CF__SQS_BATCH_MAX 10u
 /* Bytes per message body, and per batch in total. */
 #define CF__SQS_SIZE_MAX ((size_t)256 * 1024)
+/* Bytes a bundle grows to: SQS and SNS bill each 64 KiB of a payload as
+ * one request, so bigger bundles would save nothing. */
+#define CF__SQS_BUNDLE_MAX ((size_t)64 * 1024)
 
-/* One encoded envelope. */
+/* One or more encoded envelopes, newline-separated. */
 typedef struct cf__sqs_msg {
   cf_list link;   /* free for the owner's pending list */
   size_t refs;    /* holders; the last unref frees */
   size_t len;     /* body bytes, without the NUL */
-  char id[CF__ENVELOPE_ID_MAX]; /* "<origin>-<seq>": FIFO dedup id */
+  size_t cap;     /* body bytes allocated, without the NUL */
+  unsigned count; /* envelopes in the body */
+  char id[CF__ENVELOPE_ID_MAX]; /* of the first envelope: FIFO dedup id */
   char group[CF_ROOM_MAX + 1];  /* the room: FIFO group id */
   char body[];    /* the wire JSON, NUL-terminated */
 } cf__sqs_msg;
@@ -56,6 +64,15 @@ typedef struct cf__sqs_msg {
  */
 int cf__sqs_msg_new(cf__sqs_msg **out, const cf_envelope *env,
                     size_t max_len, const cf_mem *mem);
+
+/*
+ * Appends env to *mp as one more line (a bundle). *mp must hold the only
+ * reference and be on no list: it may move. Returns CF_OK (*added: the
+ * body bytes it grew by); CF_ERR_TOO_BIG when the body would pass
+ * max_len; CF_ERR_INVALID; CF_ERR_NOMEM. On error the body is as before.
+ */
+int cf__sqs_msg_append(cf__sqs_msg **mp, const cf_envelope *env,
+                       size_t max_len, const cf_mem *mem, size_t *added);
 
 /* Takes a reference; returns m. */
 cf__sqs_msg *cf__sqs_msg_ref(cf__sqs_msg *m);
@@ -86,8 +103,10 @@ void cf__sqs_batch_copy(cf__sqs_batch *dst, const cf__sqs_batch *src);
 /* Drops the references and empties b. */
 void cf__sqs_batch_clear(cf__sqs_batch *b, const cf_mem *mem);
 
-/* Number of pending entries and their body bytes. */
+/* Number of pending entries, the envelopes they carry, and their body
+ * bytes. */
 unsigned cf__sqs_batch_pending_count(const cf__sqs_batch *b);
+size_t cf__sqs_batch_pending_msgs(const cf__sqs_batch *b);
 size_t cf__sqs_batch_pending_bytes(const cf__sqs_batch *b);
 
 /*
@@ -119,6 +138,7 @@ typedef struct cf__sqs_batch_outcome {
   unsigned accepted; /* entries the service took */
   unsigned failed;   /* entries that failed and stay pending */
   unsigned rejected; /* entries refused for good, no longer pending */
+  size_t rejected_msgs; /* envelopes those carried */
   char detail[160];  /* "Code: message" of the first failure, or "" */
 } cf__sqs_batch_outcome;
 

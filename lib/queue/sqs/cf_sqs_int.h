@@ -88,6 +88,7 @@ typedef struct sqs_poller {
   int waiting;          /* timer armed */
   int probe;            /* after a failure: poll without waiting first */
   int single;           /* last answer was too big: ask for one message */
+  double last_start;    /* sqs_now() when the last poll was sent */
   cf__sqs_backoff bo;
 } sqs_poller;
 
@@ -140,6 +141,8 @@ struct sqs {
   char qname[SQS_QUEUE_NAME_MAX + 1];   /* own queue name */
   char prefix[SQS_CLUSTER_MAX + 2];     /* cluster "-" */
   double linger;
+  double interval;      /* least time between batches, and between polls
+                           of one poller, unless full */
   unsigned npollers;
   unsigned wait_seconds;
   size_t max_buffer;
@@ -185,6 +188,7 @@ struct sqs {
   size_t njobs_inflight; /* of those, with a call in flight */
   void *linger_timer;
   int linger_armed;
+  double last_batch;    /* sqs_now() when the last batch left */
 
   /* receiving */
   sqs_poller pollers[SQS_MAX_POLLERS];

@@ -189,29 +189,7 @@ static void del_submit(sqs_del *d) {
 
 /* --- decoding and delivery ------------------------------------------------ */
 
-/* Raw delivery gives the envelope; without it SNS wraps it in a
- * notification whose "Message" is the envelope's text. */
-static int decode_body(sqs *s, const char *body, size_t len,
-                       cf_envelope **env, const char **why) {
-  const char *inner;
-  json_t *w;
-  int rv;
-
-  rv = cf__envelope_decode(env, body, len, &s->mem, why);
-  if (rv != CF_ERR_PARSE)
-    return rv;
-  w = json_loadb(body, len, 0, NULL);
-  inner = cf__sqs_json_str(w, "Message");
-  if (inner != NULL &&
-      strcmp(cf__sqs_json_str(w, "Type") ? cf__sqs_json_str(w, "Type") : "",
-             "Notification") == 0)
-    rv = cf__envelope_decode(env, inner,
-                             json_string_length(json_object_get(w,
-                                                                "Message")),
-                             &s->mem, why);
-  json_decref(w);
-  return rv;
-}
+static void receive_lines(sqs *s, const char *p, size_t len);
 
 static void report(sqs *s, cf_envelope *env) {
   cf_queue_report_message(s->q, env);
@@ -241,18 +219,16 @@ static void on_reorder_timer(void *arg) {
   sqs_leave(s);
 }
 
-static void receive_one(sqs *s, const char *body, size_t len) {
-  const char *why = "out of memory";
-  cf_envelope *env;
-  int rv = decode_body(s, body, len, &env, &why);
+static void undecodable(sqs *s, int rv, const char *why) {
+  /* Noted once: a foreign writer tends to send many. */
+  if (s->undecodable++ == 0)
+    sqs_set_errmsg(s, "dropped a message that is not an envelope: %s",
+                   why != NULL ? why : cf_strerror(rv));
+}
 
-  if (rv != CF_OK) {
-    /* Noted once: a foreign writer tends to send many. */
-    if (s->undecodable++ == 0)
-      sqs_set_errmsg(s, "dropped a message that is not an envelope: %s",
-                     why != NULL ? why : cf_strerror(rv));
-    return;
-  }
+static void receive_env(sqs *s, cf_envelope *env) {
+  int rv;
+
   if (s->fifo) {
     report(s, env); /* the queue's order is the room's order */
     return;
@@ -266,6 +242,67 @@ static void receive_one(sqs *s, const char *body, size_t len) {
     cf__envelope_free(env, &s->mem);
   else if (rv != CF_OK)
     report(s, env); /* out of memory: late rather than never */
+}
+
+/* A bundle: envelopes one per line (JSON text has no raw newline). */
+static void receive_lines(sqs *s, const char *p, size_t len) {
+  const char *end = p + len, *nl, *why;
+  cf_envelope *env;
+  int rv;
+
+  for (; p < end && !sqs_freeing(s); p = nl + 1) {
+    nl = memchr(p, '\n', (size_t)(end - p));
+    if (nl == NULL)
+      nl = end;
+    if (nl == p)
+      continue;
+    why = "out of memory";
+    rv = cf__envelope_decode(&env, p, (size_t)(nl - p), &s->mem, &why);
+    if (rv == CF_OK)
+      receive_env(s, env);
+    else
+      undecodable(s, rv, why);
+  }
+}
+
+/*
+ * Without raw delivery SNS wraps the body in a notification whose
+ * "Message" is the text. Returns 1 when body was one (and handled).
+ */
+static int receive_wrapped(sqs *s, const char *body, size_t len) {
+  json_t *w = json_loadb(body, len, 0, NULL);
+  const json_t *m = json_object_get(w, "Message");
+  const char *type = cf__sqs_json_str(w, "Type");
+  int rv = 0;
+
+  if (json_is_string(m) && type != NULL &&
+      strcmp(type, "Notification") == 0) {
+    receive_lines(s, json_string_value(m), json_string_length(m));
+    rv = 1;
+  }
+  json_decref(w);
+  return rv;
+}
+
+/*
+ * A body: one envelope, a bundle of them (one per line), or an SNS
+ * notification (which AWS writes over several lines) wrapping either.
+ */
+static void receive_one(sqs *s, const char *body, size_t len) {
+  const char *why = "out of memory", *nl = memchr(body, '\n', len);
+  size_t first = nl != NULL ? (size_t)(nl - body) : len;
+  cf_envelope *env;
+  int rv;
+
+  rv = cf__envelope_decode(&env, body, first, &s->mem, &why);
+  if (rv == CF_OK)
+    receive_env(s, env);
+  else if (rv == CF_ERR_PARSE && receive_wrapped(s, body, len))
+    return;
+  else
+    undecodable(s, rv, why);
+  if (nl != NULL)
+    receive_lines(s, nl + 1, len - first - 1);
 }
 
 /* Handles a ReceiveMessage answer; returns the number of messages. */
@@ -312,6 +349,7 @@ static void poll_send(sqs_poller *p) {
   json_t *params;
   int rv = CF_ERR_NOMEM;
 
+  p->last_start = sqs_now(s);
   params = json_pack("{s:s, s:i, s:i}", "QueueUrl", s->queue_url,
                      "MaxNumberOfMessages", max,
                      "WaitTimeSeconds", (int)wait);
@@ -340,6 +378,12 @@ static void poll_answered(sqs_poller *p, const json_t *data) {
     return;
   }
   p->probe = 0;
+  /* Under load a poll waits for more to gather, as a batch does. */
+  if (n > 0 && n < CF__SQS_BATCH_MAX && !p->single &&
+      p->last_start + s->interval > sqs_now(s)) {
+    poll_wait(p, p->last_start + s->interval - sqs_now(s));
+    return;
+  }
   poll_send(p);
 }
 

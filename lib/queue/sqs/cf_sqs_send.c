@@ -1,9 +1,13 @@
 /*
  * Publishing: the bounded buffer, batches and their retries.
  *
- * A publish is encoded once and appended to s->pending; a linger timer
- * (or a full batch) starts the pump, which cuts batches of up to 10
- * messages / 256 KiB off the head of the buffer. Each batch becomes a
+ * A publish is encoded once and appended to s->pending, as one more
+ * line of the last buffered message while that one has room (same room
+ * in fifo mode, CF__SQS_BUNDLE_MAX bytes); a linger timer (or a full
+ * batch) starts the pump, which cuts batches of up to 10 messages /
+ * 256 KiB off the head of the buffer. Under load, batches leave at most
+ * once per `interval` unless full: the requests per chat message then
+ * fall as the rate grows, on this side and on every receiver's. Each batch becomes a
  * job per target: the topic (sns), or every known peer queue (queues
  * topology, sharing the messages by reference). A job is sent, and on a
  * partial failure sent again with only its failed entries, with backoff;
@@ -136,7 +140,7 @@ static void job_free(sqs_job *j, int count_dropped) {
   sqs *s = j->s;
 
   if (count_dropped)
-    s->dropped += cf__sqs_batch_pending_count(&j->b);
+    s->dropped += cf__sqs_batch_pending_msgs(&j->b);
   job_state(j, JOB_PARKED);
   cf__http_cancel(j->xfer);
   batch_release(s, &j->b);
@@ -173,9 +177,10 @@ static void job_rejected(sqs_job *j, const cf__sqs_batch_outcome *out) {
   sqs *s = j->s;
 
   /* Not a state change: the detail is only noted for the log. */
-  s->dropped += out->rejected;
-  sqs_set_errmsg(s, "%s refused %u message%s: %s", job_action(j),
-                 out->rejected, out->rejected == 1 ? "" : "s", out->detail);
+  s->dropped += out->rejected_msgs;
+  sqs_set_errmsg(s, "%s refused %zu message%s: %s", job_action(j),
+                 out->rejected_msgs, out->rejected_msgs == 1 ? "" : "s",
+                 out->detail);
 }
 
 static void job_answered(sqs_job *j, const json_t *data) {
@@ -220,8 +225,8 @@ static void job_failed(sqs_job *j, const cf__aws_result *r) {
   sqs_fail(s, SQS_P_SEND, job_action(j), r);
   if (!r->retryable && r->error != CF_ERR_STATE &&
       ++j->hard >= SQS_SEND_GIVE_UP) {
-    sqs_set_errmsg(s, "%s: gave up on %u messages after %u attempts",
-                   job_action(j), cf__sqs_batch_pending_count(&j->b),
+    sqs_set_errmsg(s, "%s: gave up on %zu messages after %u attempts",
+                   job_action(j), cf__sqs_batch_pending_msgs(&j->b),
                    j->attempts);
     job_done(j, 1);
     return;
@@ -369,22 +374,69 @@ static int batch_dispatch(sqs *s, cf__sqs_batch *b) {
     job_submit(j);
   }
   if (n != &s->peers)
-    s->dropped += b->n;
+    s->dropped += cf__sqs_batch_pending_msgs(b);
   batch_release(s, b);
   return CF_OK;
 }
 
+static int pending_full(const sqs *s) {
+  return s->pending_n >= CF__SQS_BATCH_MAX ||
+         s->pending_bytes >= CF__SQS_SIZE_MAX;
+}
+
+/*
+ * Seconds until the next batch may leave: 0 when the buffer holds a
+ * full batch or the last one left `interval` ago. Flushing never waits.
+ */
+static double batch_due(const sqs *s) {
+  double wait;
+
+  if (pending_full(s) || s->phase == SQS_DRAINING)
+    return 0.0;
+  wait = s->last_batch + s->interval - sqs_now(s);
+  return wait > 0.0 ? wait : 0.0;
+}
+
 void sqs_send_pump(sqs *s) {
   cf__sqs_batch b;
+  double wait;
 
   while (s->pending_n > 0 && sendable(s) && window_open(s)) {
+    if ((wait = batch_due(s)) > 0.0) {
+      s->linger_armed = 1;
+      sqs_timer_set(s, s->linger_timer, wait);
+      break;
+    }
     batch_form(s, &b);
     if (batch_dispatch(s, &b) != CF_OK) {
       batch_unform(s, &b);
       break; /* the next publish or completion tries again */
     }
+    s->last_batch = sqs_now(s);
   }
   sqs_check_drained(s);
+}
+
+/*
+ * Adds env to the last buffered message when it may join it. Returns
+ * CF_OK when it did (len: bytes the buffer grew by), CF_ERR_TOO_BIG when
+ * it may not (a new message is needed), or another error.
+ */
+static int bundle_append(sqs *s, const cf_envelope *env, size_t *len) {
+  cf__sqs_msg *m;
+  int rv;
+
+  if (cf_list_empty(&s->pending))
+    return CF_ERR_TOO_BIG;
+  m = cf_container_of(s->pending.prev, cf__sqs_msg, link);
+  if (m->refs != 1 || m->len >= CF__SQS_BUNDLE_MAX ||
+      (s->fifo && (strlen(m->group) != env->room_len ||
+                   memcmp(m->group, env->room, env->room_len) != 0)))
+    return CF_ERR_TOO_BIG;
+  cf_list_remove(&m->link); /* it may move */
+  rv = cf__sqs_msg_append(&m, env, CF__SQS_BUNDLE_MAX, &s->mem, len);
+  cf_list_append(&s->pending, &m->link);
+  return rv;
 }
 
 static void on_linger(void *arg) {
@@ -415,13 +467,19 @@ int sqs_publish(void *impl, const cf_envelope *env) {
     return CF_ERR_TOO_BIG;
   if (len > s->max_buffer || s->buffered > s->max_buffer - len)
     return CF_ERR_QUEUE_FULL;
-  rv = cf__sqs_msg_new(&m, env, CF__SQS_SIZE_MAX, &s->mem);
-  if (rv != CF_OK)
+  rv = bundle_append(s, env, &len);
+  if (rv == CF_ERR_TOO_BIG) {
+    rv = cf__sqs_msg_new(&m, env, CF__SQS_SIZE_MAX, &s->mem);
+    if (rv != CF_OK)
+      return rv;
+    cf_list_append(&s->pending, &m->link);
+    s->pending_n++;
+    len = m->len;
+  } else if (rv != CF_OK) {
     return rv;
-  cf_list_append(&s->pending, &m->link);
-  s->pending_n++;
-  s->pending_bytes += m->len;
-  s->buffered += m->len;
+  }
+  s->pending_bytes += len;
+  s->buffered += len;
   /* Only a timer: publish never calls back, nor sends from here. */
   if (s->pending_n >= CF__SQS_BATCH_MAX ||
       s->pending_bytes >= CF__SQS_SIZE_MAX) {
@@ -458,7 +516,7 @@ void sqs_send_drop_all(sqs *s) {
   while (!cf_list_empty(&s->pending)) {
     cf__sqs_msg *m = cf_container_of(s->pending.next, cf__sqs_msg, link);
     cf_list_remove(&m->link);
-    s->dropped++;
+    s->dropped += m->count;
     msg_release(s, m);
   }
   s->pending_n = 0;
