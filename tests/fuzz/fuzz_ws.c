@@ -6,14 +6,17 @@
  *
  *   byte 0     bits 0-2: number of cuts k; bit 3: the first chunk comes
  *              with the HTTP head (cfd_ws_start's pre bytes); bit 4:
- *              the client shuts its write side after the last chunk
+ *              the client shuts its write side after the last chunk;
+ *              bit 5: a second client in the room never reads (its
+ *              socket buffer is small, so it is closed as too slow)
  *   bytes 1-k  length of each chunk but the last (value + 1)
  *   the rest   the client's bytes
  *
  * After each chunk the loop runs without blocking until nothing moves.
  * What the server wrote must be a 101 head followed by well-formed,
  * unmasked, unfragmented server frames, text frames in UTF-8, at most
- * one close frame with a code a server may send, and nothing after it.
+ * one close frame with a code a server may send, and nothing after it;
+ * the same holds for the silent client.
  * Everything is torn down per input, so LeakSanitizer sees any leak.
  */
 #include <errno.h>
@@ -68,6 +71,18 @@ static void settle(cfd_ctx *ctx, int fd, out_buf *o) {
     ev_run(ctx->loop, EVRUN_NOWAIT);
     quiet = drain(fd, o) ? 0 : quiet + 1;
   }
+}
+
+/* The silent client: its server side can buffer little in the kernel. */
+static int add_silent(cfd_ctx *ctx, const cfd_route *rt) {
+  int sv[2], small = 4096;
+  FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+  FUZZ_CHECK(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small,
+                        sizeof small) == 0);
+  FUZZ_CHECK(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small,
+                        sizeof small) == 0);
+  FUZZ_CHECK(cfd_ws_start(ctx, sv[0], rt, NULL, 0) == 0);
+  return sv[1];
 }
 
 /* Writes all n bytes (the socket is drained meanwhile if it fills). */
@@ -167,13 +182,13 @@ static void init_once(void) {
   static int done;
   static char *argv[] = {"fuzz_ws", "--ping-interval", "0",
                          "--idle-timeout", "0", "--max-message-size",
-                         "1024", NULL};
+                         "1024", "--client-buffer", "4096", NULL};
   if (done)
     return;
   done = 1;
   signal(SIGPIPE, SIG_IGN);
   cfd_log_setup(CFD_LOG_ERROR, CFD_LOG_TEXT);
-  FUZZ_CHECK(cfd_config_parse(&g_cfg, 7, argv, NULL, NULL, NULL, 0) ==
+  FUZZ_CHECK(cfd_config_parse(&g_cfg, 9, argv, NULL, NULL, NULL, 0) ==
              CFD_CONFIG_OK);
 }
 
@@ -201,10 +216,10 @@ static void ctx_deinit(cfd_ctx *ctx) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   cfd_ctx ctx;
   cfd_route rt;
-  out_buf o = {NULL, 0, 0};
+  out_buf o = {NULL, 0, 0}, o2 = {NULL, 0, 0};
   const uint8_t *cuts, *p;
   size_t k, i, n, left;
-  int sv[2], flags;
+  int sv[2], flags, silent = -1;
 
   init_once();
   if (size < 1)
@@ -225,6 +240,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   memcpy(rt.accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", 29);
   rt.extra = "";
   FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+  if (flags & 32)
+    silent = add_silent(&ctx, &rt);
 
   n = k > 0 && cuts[0] + 1u < left ? cuts[0] + 1u : left;
   if (flags & 8) {
@@ -249,8 +266,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     settle(&ctx, sv[1], &o);
   }
   check_output(&o);
+  if (silent >= 0) {
+    drain(silent, &o2);
+    check_output(&o2);
+  }
   ctx_deinit(&ctx);
   close(sv[1]);
+  if (silent >= 0)
+    close(silent);
   free(o.p);
+  free(o2.p);
   return 0;
 }
