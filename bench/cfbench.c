@@ -1064,7 +1064,9 @@ static bool run_done(uint64_t now)
 
 	if (stop_flag || S.errors)
 		return true;
-	if (next_msg == O.count && S.unique >= expect)
+	/* An HTTP publisher's last answers may trail the deliveries. */
+	if (next_msg == O.count && S.unique >= expect &&
+	    (!O.pub_http || S.http_ok >= sent))
 		return true;
 	if (next_msg == O.count || O.mode == M_CLOSED)
 		return now > t_progress + (uint64_t)(O.timeout * 1e9);
