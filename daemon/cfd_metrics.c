@@ -195,7 +195,9 @@ static void render_limits(outbuf *o, const cfd_metrics *m,
          "Clients closed (1008) silent in the middle of a frame.",
          m->ws_frame_timeouts);
   scalar(o, "outbound_bytes", "gauge",
-         "Wire bytes queued to all clients.", e->hub.outbox_bytes);
+         "Memory of all client queues as counted against the outbound "
+         "budget.",
+         e->hub.outbound_bytes);
   scalar(o, "outbound_budget_closes_total", "counter",
          "Clients closed (1008 slow consumer) to stay under the outbound "
          "budget.",

@@ -132,13 +132,14 @@ typedef struct cf_hub_config {
   const cf_mem *mem;     /* NULL: libc; the struct is copied */
   /* --- version 2 --- */
   /*
-   * Wire bytes queued to all clients together (stats.outbox_bytes, each
-   * queued reference counting its message's wire bytes, cf_client_send()
-   * bytes included); 0: no limit, else at least client_buffer. When a
-   * publish, delivery, join or send leaves the total above it, the
-   * clients with the largest backlog are closed as slow consumers
-   * (CF_CLOSE_SLOW, their queued messages dropped) until it is back
-   * under, counted in stats.budget_closes.
+   * Memory of all outboxes together, in bytes (stats.outbound_bytes):
+   * the wire bytes of every queued message once, however many clients
+   * share it, plus 64 per queued entry; cf_client_send() bytes count
+   * too. 0: no limit, else at least client_buffer. When a publish,
+   * delivery, join or send leaves it above the budget, the clients with
+   * the largest backlog (cf_client_pending() plus 64 per message) are
+   * closed as slow consumers (CF_CLOSE_SLOW, their queued messages
+   * dropped) until it is back under, counted in stats.budget_closes.
    */
   size_t outbound_budget;
   /* Rooms one client may be in at once; 0: no limit. Past it,
@@ -266,6 +267,8 @@ typedef struct cf_hub_stats {
   /* Clients closed (CF_CLOSE_SLOW) to bring the outboxes back under
    * outbound_budget; also counted in slow_closes. */
   uint64_t budget_closes;
+  /* Outbox memory as counted against outbound_budget (gauge). */
+  uint64_t outbound_bytes;
 } cf_hub_stats;
 
 /*

@@ -1,24 +1,33 @@
 /*
  * The hub-wide outbound budget: when all outboxes together hold more
- * than outbound_budget wire bytes, the clients with the largest backlog
+ * memory than outbound_budget, the clients with the largest backlog
  * are cut off as slow consumers until the total is back under it.
+ *
+ * What counts is memory, not bytes per recipient: a message queued to
+ * a thousand clients is one shared copy plus a thousand entries. So a
+ * burst fanned out to a big room (queued before any write happens) does
+ * not look like a thousand slow readers, while a slow reader, the only
+ * one still holding old messages, frees them when cut off.
  *
  * Why a scan and not a heap. Being over budget is the exception (an
  * overloaded or attacked server); the fan-out path must not pay for it.
  * A max-heap or a list bucketed by backlog would have to be updated on
  * every queue and every write, for every recipient. Instead the fan-out
- * keeps only the running total it already had (stats.outbox_bytes) and
- * this file runs when that total is over: one pass sums the backlog of
+ * keeps only running totals (h->tally: two counters per queued entry)
+ * and this file runs when they are over: one pass sums the backlog of
  * the live clients per power-of-two class, which tells how many classes,
  * from the top, must go to free the excess; a second pass cuts off every
- * client above that class and, within it, as many as needed. Victims are
- * thus the largest backlogs to within a factor of two, at two passes
- * over the clients per shedding event whatever the number of victims,
- * and each client is shed at most once in its life.
+ * client above that class; within it the largest go first, found by a
+ * pass each (BUDGET_EXACT at most, then in attach order). So a shedding
+ * event costs a few passes over the clients whatever the number of
+ * victims, victims are the largest backlogs (exactly, or to within a
+ * factor of two past BUDGET_EXACT), and each client is shed at most
+ * once in its life.
  */
 #include "cf_hub_int.h"
 
 #define BUDGET_CLASSES 64
+#define BUDGET_EXACT 8 /* victims of the threshold class picked by size */
 
 /* floor(log2(n)) for n > 0: the backlog's class. */
 static unsigned budget_class(size_t n) {
@@ -26,11 +35,16 @@ static unsigned budget_class(size_t n) {
 }
 
 static int budget_over(const cf_hub *h) {
-  return h->stats.outbox_bytes > h->outbound_budget;
+  return cf__tally_cost(&h->tally) > h->outbound_budget;
 }
 
 static int budget_candidate(const cf_client *c) {
-  return !c->closing && c->ob.bytes != 0;
+  return !c->closing && c->ob.count != 0;
+}
+
+/* A client's backlog: what it would free if it were alone holding it. */
+static size_t budget_backlog(const cf_client *c) {
+  return cf__outbox_cost(&c->ob);
 }
 
 /*
@@ -39,7 +53,8 @@ static int budget_candidate(const cf_client *c) {
  */
 static unsigned budget_threshold(const cf_hub *h) {
   uint64_t sum[BUDGET_CLASSES] = {0};
-  uint64_t excess = h->stats.outbox_bytes - h->outbound_budget, acc = 0;
+  uint64_t excess = cf__tally_cost(&h->tally) - h->outbound_budget;
+  uint64_t acc = 0;
   unsigned t = BUDGET_CLASSES, k;
   const cf_list *it;
 
@@ -47,7 +62,7 @@ static unsigned budget_threshold(const cf_hub *h) {
     const cf_client *c = cf_container_of(it, cf_client, hub_link);
 
     if (budget_candidate(c))
-      sum[budget_class(c->ob.bytes)] += c->ob.bytes;
+      sum[budget_class(budget_backlog(c))] += budget_backlog(c);
   }
   for (k = BUDGET_CLASSES; k-- > 0;) {
     if (sum[k] == 0)
@@ -65,27 +80,47 @@ static void budget_cut(cf_hub *h, cf_client *c) {
   cf__client_cut_off(h, c, CF_CLOSE_SLOW);
 }
 
-/* One round of the two passes; returns the clients cut off. */
+/* The largest candidate of class t, or NULL. */
+static cf_client *budget_largest(cf_hub *h, unsigned t) {
+  cf_client *best = NULL;
+  cf_list *it;
+
+  for (it = h->clients.next; it != &h->clients; it = it->next) {
+    cf_client *c = cf_container_of(it, cf_client, hub_link);
+
+    if (budget_candidate(c) && budget_class(budget_backlog(c)) == t &&
+        (best == NULL || budget_backlog(c) > budget_backlog(best)))
+      best = c;
+  }
+  return best;
+}
+
+/* One round of the passes; returns the clients cut off. */
 static unsigned budget_round(cf_hub *h) {
-  unsigned t = budget_threshold(h), cut = 0;
+  unsigned t = budget_threshold(h), cut = 0, k;
+  cf_client *c;
   cf_list *it;
 
   if (t == BUDGET_CLASSES)
     return 0;
   /* Every client above the threshold class must go anyway. */
   for (it = h->clients.next; it != &h->clients; it = it->next) {
-    cf_client *c = cf_container_of(it, cf_client, hub_link);
-
-    if (budget_candidate(c) && budget_class(c->ob.bytes) > t) {
+    c = cf_container_of(it, cf_client, hub_link);
+    if (budget_candidate(c) && budget_class(budget_backlog(c)) > t) {
       budget_cut(h, c);
       cut++;
     }
   }
+  for (k = 0; k < BUDGET_EXACT && budget_over(h); k++) {
+    if ((c = budget_largest(h, t)) == NULL)
+      return cut;
+    budget_cut(h, c);
+    cut++;
+  }
   for (it = h->clients.next; it != &h->clients && budget_over(h);
        it = it->next) {
-    cf_client *c = cf_container_of(it, cf_client, hub_link);
-
-    if (budget_candidate(c) && budget_class(c->ob.bytes) == t) {
+    c = cf_container_of(it, cf_client, hub_link);
+    if (budget_candidate(c) && budget_class(budget_backlog(c)) == t) {
       budget_cut(h, c);
       cut++;
     }
@@ -95,8 +130,9 @@ static unsigned budget_round(cf_hub *h) {
 
 void cf__hub_budget_shed(cf_hub *h) {
   /*
-   * A cut-off client keeps a partly written head message, so one round
-   * may leave the total a little over; each round cuts at least one
+   * A cut-off client keeps a partly written head message, and messages
+   * other clients still hold stay, so one round may free less than it
+   * counted on and leave the total over; each round cuts at least one
    * client or finds none left to cut, so this ends.
    */
   while (budget_over(h) && budget_round(h) != 0)

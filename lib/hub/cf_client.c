@@ -25,6 +25,7 @@ int cf_client_new(cf_client **out, cf_hub *h, const cf_client_ops *ops,
    * allocate it, and a failure there costs the client its connection.
    */
   cf__outbox_init(&c->ob);
+  c->ob.tally = &h->tally;
   if (cf__outbox_reserve(&c->ob, &h->mem, CF_OUTBOX_MIN_CAP) != CF_OK) {
     cf__free(&h->mem, c);
     return CF_ERR_NOMEM;

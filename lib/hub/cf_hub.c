@@ -208,6 +208,7 @@ void cf_hub_get_stats(const cf_hub *h, cf_hub_stats *st, size_t size) {
   s = h->stats;
   s.rooms = h->rooms.count;
   s.history_bytes = h->rooms.hist_bytes;
+  s.outbound_bytes = cf__tally_cost(&h->tally);
   memcpy(st, &s, size < sizeof(s) ? size : sizeof(s));
 }
 

@@ -67,6 +67,7 @@ struct cf_hub {
   cf_list *close_cursor;   /* next client for cf_hub_close_all(), or NULL */
   cf_rooms rooms;
   cf_dedupe dedupe;
+  cf_outbox_tally tally;   /* all outboxes' memory, for the budget */
   cf_queue *queue;         /* borrowed; NULL when none attached */
   int queue_state;         /* last cf_queue_state reported */
 
@@ -107,14 +108,16 @@ void cf__hub_want_wake(cf_hub *h, cf_client *c);
 void cf__client_cut_off(cf_hub *h, cf_client *c, int reason);
 
 /*
- * Phase 1 too: when the outboxes hold more than outbound_budget, cuts
+ * Phase 1 too: when the outboxes' memory (h->tally: shared bytes once,
+ * plus the entries) is over outbound_budget, cuts
  * off (CF_CLOSE_SLOW) the clients with the largest backlog until they
  * do not (cf_budget.c). Cheap when under: one comparison.
  */
 void cf__hub_budget_shed(cf_hub *h);
 
 static inline void cf__hub_budget_check(cf_hub *h) {
-  if (h->outbound_budget != 0 && h->stats.outbox_bytes > h->outbound_budget)
+  if (h->outbound_budget != 0 &&
+      cf__tally_cost(&h->tally) > h->outbound_budget)
     cf__hub_budget_shed(h);
 }
 

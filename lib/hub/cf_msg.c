@@ -23,6 +23,7 @@ cf_msg *cf__msg_new(const cf_mem *mem, const char *room, size_t room_len,
   m->flags = flags;
   m->hdr_len = 0;
   m->room_len = (uint8_t)room_len;
+  m->queued = 0;
   if (room_len != 0)
     memcpy(m->buf, room, room_len);
   m->data = m->buf + room_len + CF_FRAME_HEADROOM_MAX;

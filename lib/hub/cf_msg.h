@@ -20,6 +20,9 @@ struct cf_msg {
   uint32_t flags;   /* CF_MSG_TEXT, CF_MSG_BINARY or CF_MSG_RAW */
   uint8_t hdr_len;  /* frame header bytes, 0..CF_FRAME_HEADROOM_MAX */
   uint8_t room_len; /* 0 for raw bytes, else 1..CF_ROOM_MAX */
+  /* Outbox entries holding it, in outboxes with a tally (cf_outbox.h):
+   * its wire bytes count once in the tally while this is not 0. */
+  uint32_t queued;
   uint8_t *data;    /* payload, inside buf */
   uint8_t buf[];    /* room name, headroom, payload */
 };

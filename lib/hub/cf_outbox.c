@@ -13,17 +13,39 @@ void cf__outbox_init(cf_outbox *ob) {
   memset(ob, 0, sizeof(*ob));
 }
 
+/* m enters or leaves the outbox: keep the hub's tally. */
+static void tally_add(cf_outbox *ob, cf_msg *m) {
+  if (ob->tally == NULL)
+    return;
+  ob->tally->entries++;
+  if (m->queued++ == 0)
+    ob->tally->bytes += cf__msg_wire_len(m);
+}
+
+static void tally_drop(cf_outbox *ob, cf_msg *m) {
+  if (ob->tally == NULL)
+    return;
+  ob->tally->entries--;
+  if (--m->queued == 0)
+    ob->tally->bytes -= cf__msg_wire_len(m);
+}
+
 static cf_msg **outbox_slot(const cf_outbox *ob, uint32_t i) {
   return &ob->ring[(ob->head + i) & (ob->cap - 1)];
 }
 
 void cf__outbox_deinit(cf_outbox *ob, const cf_mem *mem) {
+  cf_outbox_tally *tally;
   uint32_t i;
 
-  for (i = 0; i < ob->count; i++)
+  for (i = 0; i < ob->count; i++) {
+    tally_drop(ob, *outbox_slot(ob, i));
     cf_msg_unref(*outbox_slot(ob, i));
+  }
   cf__free(mem, ob->ring);
+  tally = ob->tally;
   cf__outbox_init(ob);
+  ob->tally = tally;
 }
 
 /*
@@ -73,6 +95,7 @@ int cf__outbox_reserve(cf_outbox *ob, const cf_mem *mem, size_t extra) {
 
 void cf__outbox_push(cf_outbox *ob, cf_msg *m) {
   *outbox_slot(ob, ob->count) = cf_msg_ref(m);
+  tally_add(ob, m);
   ob->count++;
   ob->bytes += cf__msg_wire_len(m);
 }
@@ -111,6 +134,7 @@ int cf__outbox_iov(const cf_outbox *ob, struct iovec *iov, int iovcnt) {
 static cf_msg *outbox_shift(cf_outbox *ob) {
   cf_msg *m = ob->ring[ob->head];
 
+  tally_drop(ob, m);
   ob->ring[ob->head] = NULL;
   ob->head = (ob->head + 1) & (ob->cap - 1);
   ob->count--;
@@ -158,6 +182,7 @@ size_t cf__outbox_trim(cf_outbox *ob, const cf_mem *mem) {
     cf_msg **slot = outbox_slot(ob, ob->count - 1);
 
     dropped += cf__msg_wire_len(*slot);
+    tally_drop(ob, *slot);
     cf_msg_unref(*slot);
     *slot = NULL;
     ob->count--;

@@ -23,6 +23,21 @@
 /* Slots of the smallest ring, the one reserved for every client. */
 #define CF_OUTBOX_MIN_CAP 8u
 
+/*
+ * What all the outboxes of a hub hold, as memory: every queued message's
+ * wire bytes once, however many outboxes it is queued to (they share
+ * it), and the entries. The outbound budget is checked against it.
+ */
+typedef struct cf_outbox_tally {
+  size_t bytes;   /* wire bytes of the distinct messages queued */
+  size_t entries; /* entries queued in all outboxes */
+} cf_outbox_tally;
+
+/* Tally memory of t: shared bytes plus the entries' cost. */
+static inline size_t cf__tally_cost(const cf_outbox_tally *t) {
+  return t->bytes + t->entries * (size_t)CF_OUTBOX_ENTRY_COST;
+}
+
 typedef struct cf_outbox {
   cf_msg **ring;  /* cap slots; NULL until the first reserve */
   uint32_t cap;   /* 0 or a power of two */
@@ -30,8 +45,10 @@ typedef struct cf_outbox {
   uint32_t count; /* entries queued */
   size_t offset;  /* bytes of the head entry already consumed */
   size_t bytes;   /* wire bytes waiting, the consumed offset excluded */
+  cf_outbox_tally *tally; /* the hub's, or NULL: not tallied */
 } cf_outbox;
 
+/* An empty outbox, not tallied: the hub sets ob->tally after. */
 void cf__outbox_init(cf_outbox *ob);
 
 /* Drops every reference and frees the ring. */

@@ -44,7 +44,8 @@ static void tc_close(cf_client *c, int reason, void *ud) {
 
 static const cf_client_ops ops = {CF_CLIENT_OPS_VERSION, tc_wake, tc_close};
 
-/* hf_framer_len writes "<100>": 5 header bytes for 100-byte payloads. */
+/* hf_framer_len writes "<100>": 5 header bytes for 100-byte payloads;
+ * a queued entry counts 64 bytes more (CF_OUTBOX_ENTRY_COST). */
 #define WIRE 105u
 #define BUFFER (64u * 1024u)
 
@@ -107,6 +108,9 @@ static void test_config(void **state) {
   assert_int_equal(cf_hub_new(&h, &v1), CF_ERR_INVALID);
 }
 
+/* Memory of n distinct queued messages in e entries in all. */
+#define MEM(n, e) ((uint64_t)(n) * WIRE + (uint64_t)(e) * 64u)
+
 /* Without a budget any total is fine (each client under its buffer). */
 static void test_unlimited(void **state) {
   cf_hub *h = hub_new(0, 0);
@@ -116,104 +120,117 @@ static void test_unlimited(void **state) {
   (void)state;
   for (i = 0; i < 4; i++)
     tc_new(h, &t[i], "r");
-  pub_n(h, "r", 300); /* 4 x 31.5 KB */
+  pub_n(h, "r", 300);
+  /* Shared: the bytes once, an entry per client. */
+  assert_int_equal(hf_stats(h).outbound_bytes, MEM(300, 1200));
   assert_int_equal(hf_stats(h).outbox_bytes, 4u * 300u * WIRE);
   assert_int_equal(hf_stats(h).budget_closes, 0);
   for (i = 0; i < 4; i++)
     assert_int_equal(t[i].closes, 0);
+  /* Draining gives it back, the last reader of a message its bytes. */
+  hf_drain(t[0].c, NULL, 0, &t[0].drained);
+  assert_int_equal(hf_stats(h).outbound_bytes, MEM(300, 900));
+  for (i = 1; i < 4; i++)
+    hf_drain(t[i].c, NULL, 0, &t[i].drained);
+  assert_int_equal(hf_stats(h).outbound_bytes, 0);
   cf_hub_free(h);
 }
 
 /*
- * Three readers that never read, with backlogs of 300, 200 and 100
- * messages, and a fast one. Going over the budget sheds the largest
- * backlog only; the next overflow the next largest.
+ * Three readers that never read, each in its own room (nothing shared:
+ * a message costs 169 bytes, the budget holds 387), attached smallest
+ * first. Going over sheds the largest backlog only, whatever the
+ * attach order; the next overflow the next largest.
  */
 static void test_largest_first(void **state) {
   cf_hub *h = hub_new(BUFFER, 0);
-  tc big, mid, small, fast;
+  tc big, mid, small;
 
   (void)state;
-  tc_new(h, &fast, NULL);
-  fast.drain_on_wake = 1;
-  assert_int_equal(cf_client_join(fast.c, "r", 1), CF_OK);
-  tc_new(h, &big, "r");
-  pub_n(h, "r", 100);
-  tc_new(h, &mid, "r");
-  pub_n(h, "r", 100);
-  tc_new(h, &small, "r");
-  pub_n(h, "r", 100);
-  /* 600 x 105 = 63000 bytes queued, just under 65536. */
-  assert_int_equal(hf_stats(h).outbox_bytes, 600u * WIRE);
+  tc_new(h, &small, "c");
+  tc_new(h, &mid, "b");
+  tc_new(h, &big, "a");
+  pub_n(h, "c", 100);
+  pub_n(h, "b", 120);
+  pub_n(h, "a", 150);
+  pub_n(h, "b", 17); /* 387 */
+  assert_int_equal(hf_stats(h).outbound_bytes, MEM(387, 387));
   assert_int_equal(big.closes + mid.closes + small.closes, 0);
-  /* The 8th: 624 + the fast reader's undrained one = 65625: over. */
-  pub_n(h, "r", 9);
+  pub_n(h, "b", 1); /* 388: over */
   assert_int_equal(big.closes, 1);
   assert_int_equal(big.reason, CF_CLOSE_SLOW);
-  assert_int_equal(mid.closes + small.closes + fast.closes, 0);
+  assert_int_equal(mid.closes + small.closes, 0);
   assert_int_equal(hf_stats(h).budget_closes, 1);
   assert_int_equal(hf_stats(h).slow_closes, 1);
-  assert_true(hf_stats(h).outbox_bytes <= BUFFER);
   /* The shed client's queue is gone: only the others' is counted. */
   assert_int_equal(cf_client_pending(big.c), 0);
-  assert_int_equal(hf_stats(h).outbox_bytes, (209u + 109u) * WIRE);
-  assert_int_equal(cf_client_pending(mid.c), 209u * WIRE);
-  /*
-   * The budget holds 624 messages. A publish counts in every outbox
-   * before the fast reader drains it (phase 2): 318 + 2 k + 1 > 624
-   * from the 153rd on. Then mid goes, small stays.
-   */
-  pub_n(h, "r", 152);
+  assert_int_equal(hf_stats(h).outbound_bytes, MEM(238, 238));
+  pub_n(h, "b", 149); /* 387 again */
   assert_int_equal(mid.closes, 0);
-  pub_n(h, "r", 1);
+  pub_n(h, "b", 1);
   assert_int_equal(mid.closes, 1);
-  assert_int_equal(small.closes + fast.closes, 0);
+  assert_int_equal(small.closes, 0);
   assert_int_equal(hf_stats(h).budget_closes, 2);
-  assert_int_equal(fast.drained, 462u * WIRE);
+  assert_true(hf_stats(h).outbound_bytes <= BUFFER);
   cf_hub_free(h);
 }
 
-/* Shedding many at once: all above the excess, largest first. */
+/*
+ * A message queued to many clients is one copy: ten readers behind by
+ * the same 87 messages hold 87 x 105 + 870 x 64 bytes, under the
+ * budget, though 870 x 169 would not be. At 88 it is over; cutting one
+ * frees its entries only (the others still hold the messages), which
+ * is enough.
+ */
+static void test_shared(void **state) {
+  cf_hub *h = hub_new(BUFFER, 0);
+  tc t[10];
+  int i, closed = 0;
+
+  (void)state;
+  for (i = 0; i < 10; i++)
+    tc_new(h, &t[i], "r");
+  pub_n(h, "r", 87);
+  assert_int_equal(hf_stats(h).outbound_bytes, MEM(87, 870));
+  assert_int_equal(hf_stats(h).budget_closes, 0);
+  pub_n(h, "r", 1);
+  for (i = 0; i < 10; i++)
+    closed += t[i].closes;
+  assert_int_equal(closed, 1);
+  assert_int_equal(hf_stats(h).outbound_bytes, MEM(88, 792));
+  cf_hub_free(h);
+}
+
+/* Shedding many at once: everyone above the excess, largest first. */
 static void test_many_victims(void **state) {
   cf_hub *h = hub_new(BUFFER, 0);
   tc t[10], fast;
   char room[8];
-  int i, closed = 0;
+  int i, j, closed = 0;
 
   (void)state;
-  tc_new(h, &fast, NULL);
+  tc_new(h, &fast, "all");
   fast.drain_on_wake = 1;
   for (i = 0; i < 10; i++) {
     snprintf(room, sizeof(room), "r%d", i);
     tc_new(h, &t[i], room);
-    t[i].free_on_close = 1;
-    pub_n(h, room, 5 + 5 * i); /* backlogs 5, 10, .. 50 messages */
+    pub_n(h, room, 3 + 6 * i); /* backlogs 3, 9, .. 57: 300 in all */
   }
-  /* 275 messages queued. One room of 500 to everyone pushes it far
-   * over: the fan-out sheds the largest backlogs first. */
-  for (i = 0; i < 10; i++) {
-    snprintf(room, sizeof(room), "r%d", i);
-    if (t[i].c != NULL)
-      assert_int_equal(cf_client_join(t[i].c, "all", 3), CF_OK);
-  }
-  assert_int_equal(cf_client_join(fast.c, "all", 3), CF_OK);
-  pub_n(h, "all", 30); /* +300: 575 x 105 = 60375, under */
+  /* One big message to a room of everyone: 11 entries, one copy. */
   for (i = 0; i < 10; i++)
-    assert_int_equal(t[i].closes, 0);
-  pub_n(h, "all", 10); /* +100 (less the shed): over */
+    assert_int_equal(cf_client_join(t[i].c, "all", 3), CF_OK);
+  pub_n(h, "all", 7); /* 307 messages, 370 entries: 55915 */
+  assert_int_equal(hf_stats(h).budget_closes, 0);
+  pub_n(h, "all", 15); /* 322 x 105 + 520 x 64 = 67090: over */
   for (i = 0; i < 10; i++)
     closed += t[i].closes;
   assert_true(closed >= 1);
-  /* Whoever was shed had a backlog at least half the largest kept. */
-  for (i = 0; i < 10; i++) {
-    if (t[i].closes == 0) {
-      int j;
-      for (j = 0; j < 10; j++)
-        if (t[j].closes != 0)
-          assert_true(2 * (5 + 5 * j) >= 5 + 5 * i);
-    }
-  }
-  assert_true(hf_stats(h).outbox_bytes <= BUFFER);
+  /* Whoever was shed had a larger backlog than anyone kept. */
+  for (i = 0; i < 10; i++)
+    for (j = 0; j < 10; j++)
+      if (t[i].closes == 0 && t[j].closes != 0)
+        assert_true(j > i);
+  assert_true(hf_stats(h).outbound_bytes <= BUFFER);
   assert_int_equal(hf_stats(h).budget_closes, (uint64_t)closed);
   assert_int_equal(fast.closes, 0);
   cf_hub_free(h);
@@ -230,12 +247,12 @@ static void test_send(void **state) {
   memset(junk, 'j', sizeof(junk));
   tc_new(h, &a, "r");
   tc_new(h, &b, NULL);
-  pub_n(h, "r", 220); /* a: 23100 */
-  for (i = 0; i < 10; i++) /* b: 40000 */
+  pub_n(h, "r", 150); /* a: 25350 */
+  for (i = 0; i < 9; i++) /* b: 9 x 4064 = 36576 */
     assert_int_equal(cf_client_send(b.c, junk, sizeof(junk)), CF_OK);
   assert_int_equal(a.closes + b.closes, 0);
   assert_int_equal(cf_client_send(b.c, junk, sizeof(junk)), CF_OK);
-  assert_int_equal(b.closes, 1); /* 67100: b is the largest */
+  assert_int_equal(b.closes, 1); /* 65990: b is the largest */
   assert_int_equal(a.closes, 0);
   cf_client_free(b.c);
   cf_client_free(a.c);
@@ -264,8 +281,8 @@ static void test_rooms_per_client(void **state) {
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, hf_setup, hf_teardown)
   const struct CMUnitTest tests[] = {
-      T(test_config),         T(test_unlimited),  T(test_largest_first),
-      T(test_many_victims),   T(test_send),
+      T(test_config),       T(test_unlimited), T(test_largest_first),
+      T(test_shared),       T(test_many_victims), T(test_send),
       T(test_rooms_per_client),
   };
 #undef T

@@ -243,7 +243,7 @@ static void test_values(void **state) {
   m.ws_frame_timeouts = 34;
   e.ip_entries = 35;
   e.ip_untracked = 36;
-  e.hub.outbox_bytes = 37;
+  e.hub.outbound_bytes = 37;
   e.hub.budget_closes = 38;
   cfd_metrics_http(&m, 404);
   cfd_metrics_http(&m, 200);
