@@ -27,13 +27,11 @@
  */
 static inline char *fuzz_dup(const uint8_t *data, size_t n,
                              int nul_terminate) {
-  char *p = malloc(n + (nul_terminate ? 1 : 0) + (n == 0));
+  char *p = calloc(1, n + (nul_terminate ? 1 : 0) + (n == 0));
   if (p == NULL)
     abort();
   if (n > 0)
     memcpy(p, data, n);
-  if (nul_terminate)
-    p[n] = '\0';
   return p;
 }
 
