@@ -214,6 +214,8 @@ static double proc_cpu_s(void)
 	double sum = 0;
 	unsigned i;
 
+	if (O.npids == 0)
+		return -1;      /* reported as -1: not measured */
 	for (i = 0; i < O.npids; i++) {
 		char path[64], buf[1024], *p;
 		unsigned long long ut, st, cut, cst;
@@ -243,6 +245,8 @@ static long proc_rss_kib(void)
 	long sum = 0;
 	unsigned i;
 
+	if (O.npids == 0)
+		return -1;
 	for (i = 0; i < O.npids; i++) {
 		char path[64], line[256];
 		long v = -1;
