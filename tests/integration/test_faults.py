@@ -33,6 +33,7 @@ Usage: test_faults.py CHATFANOUTD
 """
 import asyncio
 import re
+import signal
 import sys
 import time
 
@@ -358,6 +359,8 @@ async def blackhole(p1, A, B, da, db):
     check('hog', B, accepted, 'the other instance gets exactly what was '
           'accepted before the 1013')
     log = da.log_text()[mark:]
+    chk.ok(re.search(r'queue (state|detail).*timed out', log),
+           'blackhole: the log says the calls timed out')
     full = [ln for ln in log.splitlines() if re.search(
         r'1013|try again|buffer full|queue full', ln)]
     cfd.log('blackhole: log lines about the overflow: %r' % full[:5])
@@ -402,6 +405,12 @@ async def scenario(fq):
             chk.ok(d.alive(), '%s still running' % d.tag)
         for c in A + B:
             await c.close()
+        # A clean exit after all that (leak checkers report at exit).
+        for d in ds:
+            d.signal(signal.SIGTERM)
+        for d in ds:
+            rc = await asyncio.to_thread(d.wait, 30 * cfd.SLOW)
+            chk.eq(rc, 0, '%s exits 0 on SIGTERM' % d.tag)
     finally:
         p1.stop()
         p2.stop()
