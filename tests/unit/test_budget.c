@@ -259,6 +259,36 @@ static void test_send(void **state) {
   cf_hub_free(h);
 }
 
+/* A join's history counts too: it may push another client out. */
+static void test_join(void **state) {
+  cf_hub_config cfg;
+  cf_hub *h;
+  tc a, b, w;
+
+  (void)state;
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.version = CF_HUB_CONFIG_VERSION;
+  cfg.client_buffer = BUFFER;
+  cfg.max_message = 100;
+  cfg.history = 100;
+  cfg.framer = hf_framer_len;
+  cfg.mem = &tm.mem;
+  cfg.outbound_budget = BUFFER;
+  assert_int_equal(cf_hub_new(&h, &cfg), CF_OK);
+  tc_new(h, &w, "r");
+  w.drain_on_wake = 1;
+  pub_n(h, "r", 100); /* kept as history, w read them */
+  tc_new(h, &a, "x");
+  pub_n(h, "x", 300); /* a: 50700 */
+  assert_int_equal(hf_stats(h).outbound_bytes, MEM(300, 300));
+  tc_new(h, &b, "r"); /* + 100 x 169: 67600 */
+  assert_int_equal(a.closes, 1);
+  assert_int_equal(b.closes + w.closes, 0);
+  assert_int_equal(cf_client_pending(b.c), 100u * WIRE);
+  assert_int_equal(hf_stats(h).outbound_bytes, MEM(100, 100));
+  cf_hub_free(h);
+}
+
 static void test_rooms_per_client(void **state) {
   cf_hub *h = hub_new(0, 2);
   tc a, b;
@@ -283,6 +313,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       T(test_config),       T(test_unlimited), T(test_largest_first),
       T(test_shared),       T(test_many_victims), T(test_send),
+      T(test_join),
       T(test_rooms_per_client),
   };
 #undef T
