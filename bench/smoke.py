@@ -4,8 +4,11 @@
 usage: smoke.py CHATFANOUTD CFBENCH
 
 Starts the daemon on 127.0.0.1 port 0, reads its `listening url=` line,
-runs 50 subscribers x 200 messages at 500/s and checks that every
-message reached every subscriber once and in order. Exit 0 on success.
+then runs cfbench in each mode against it (a fresh room each time):
+open loop (50 subscribers x 200 messages at 500/s), closed loop (window
+8), flat (all at once, 2 publishers) and idle, and checks that every
+message reached every subscriber once and in order and that the numbers
+are sane. Exit 0 on success.
 """
 import json
 import os
@@ -51,17 +54,58 @@ def start_daemon(path):
     sys.exit('daemon did not report its listening url')
 
 
+def cfbench(path, port, pid, args):
+    """Runs cfbench; returns its JSON result (exits on any failure)."""
+    run = subprocess.run(
+        [path, '--port', str(port), '--timeout', '5',
+         '--connect-timeout', '10', '--server-pid', str(pid)] + args,
+        stdout=subprocess.PIPE, text=True, timeout=60)
+    print(run.stdout, end='')
+    if run.returncode != 0:
+        sys.exit('cfbench %s exited with %d' % (args, run.returncode))
+    lines = [l for l in run.stdout.splitlines() if l.startswith('{')]
+    if len(lines) != 1:
+        sys.exit('expected one JSON line')
+    return json.loads(lines[0])
+
+
+def check_load(r, mode, count):
+    want = {'mode': mode, 'lost': 0, 'dup': 0, 'ooo': 0, 'foreign': 0,
+            'errors': 0, 'closed_subs': 0, 'binary': 0, 'http_ok': 0,
+            'sent': count, 'deliveries': N * count, 'unique': N * count}
+    bad = {k: (r.get(k), v) for k, v in want.items() if r.get(k) != v}
+    if bad:
+        sys.exit('%s: unexpected results (got, want): %r' % (mode, bad))
+    if not (0 < r['lat_ms']['p50'] <= r['lat_ms']['p99']
+            <= r['lat_ms']['max']):
+        sys.exit('%s: latency percentiles out of order: %r' %
+                 (mode, r['lat_ms']))
+    if r['server_cpu_s'] < 0 or r['gen_cpu_s'] < 0:
+        sys.exit('%s: CPU was not read' % mode)
+    if r['deliveries_per_s'] <= 0:
+        sys.exit('%s: no delivery rate' % mode)
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     daemon, port = start_daemon(sys.argv[1])
     try:
-        run = subprocess.run(
-            [sys.argv[2], '--port', str(port), '-n', str(N),
-             '--count', str(COUNT), '--rate', str(RATE),
-             '--timeout', '5', '--connect-timeout', '10',
-             '--server-pid', str(daemon.pid)],
-            stdout=subprocess.PIPE, text=True, timeout=60)
+        def run(args):
+            return cfbench(sys.argv[2], port, daemon.pid, args)
+
+        n = ['-n', str(N)]
+        check_load(run(n + ['--count', str(COUNT), '--rate', str(RATE)]),
+                   'open', COUNT)
+        check_load(run(n + ['--count', str(COUNT), '--window', '8']),
+                   'closed', COUNT)
+        check_load(run(n + ['--count', str(COUNT), '--flat',
+                            '--publishers', '2', '--size', '1024']),
+                   'flat', COUNT)
+        r = run(n + ['--idle', '--idle-wait', '0.2'])
+        if r['mode'] != 'idle' or r['errors'] or r['closed_subs'] or \
+                r['rss_kib_before'] <= 0 or r['rss_kib_after'] <= 0:
+            sys.exit('idle: unexpected results: %r' % r)
     finally:
         os.kill(daemon.pid, signal.SIGTERM)
         try:
@@ -69,24 +113,6 @@ def main():
         except subprocess.TimeoutExpired:
             os.kill(daemon.pid, signal.SIGKILL)
             daemon.wait()
-    print(run.stdout, end='')
-    if run.returncode != 0:
-        sys.exit('cfbench exited with %d' % run.returncode)
-    lines = [l for l in run.stdout.splitlines() if l.startswith('{')]
-    if len(lines) != 1:
-        sys.exit('expected one JSON line')
-    r = json.loads(lines[0])
-    want = {'lost': 0, 'dup': 0, 'ooo': 0, 'foreign': 0, 'errors': 0,
-            'closed_subs': 0, 'sent': COUNT, 'deliveries': N * COUNT,
-            'unique': N * COUNT}
-    bad = {k: (r.get(k), v) for k, v in want.items() if r.get(k) != v}
-    if bad:
-        sys.exit('unexpected results (got, want): %r' % bad)
-    if not (0 < r['lat_ms']['p50'] <= r['lat_ms']['p99']
-            <= r['lat_ms']['max']):
-        sys.exit('latency percentiles out of order: %r' % r['lat_ms'])
-    if r['server_cpu_s'] < 0:
-        sys.exit('server CPU was not read')
     print('bench-smoke: ok')
 
 
