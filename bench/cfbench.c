@@ -1161,8 +1161,8 @@ static void report_load(double cpu0, double cpu1)
 	       mode_name(), O.n, O.pubs, O.size,
 	       O.mode == M_OPEN ? O.rate : 0.0, O.window, sent, expect,
 	       S.deliveries, S.unique, lost, S.dup, S.ooo, S.foreign, el, dps,
-	       p50, p90, p99, mx, self_cpu_s() - gen_cpu0, cpu, cpm, S.pings, S.http_ok,
-	       S.binary, S.closed_subs, S.errors);
+	       p50, p90, p99, mx, self_cpu_s() - gen_cpu0, cpu, cpm,
+	       S.pings, S.http_ok, S.binary, S.closed_subs, S.errors);
 }
 
 static void report_idle(long rss0, long rss1)
