@@ -32,6 +32,7 @@ import asyncio
 import os
 import random
 import resource
+import signal
 import socket
 import struct
 import subprocess
@@ -313,6 +314,9 @@ def main():
     try:
         asyncio.run(asyncio.wait_for(scenario(d), 200))
         chk.ok(d.alive(), 'daemon still running')
+        # A clean exit (leak checkers report at exit).
+        d.signal(signal.SIGTERM)
+        chk.eq(d.wait(30), 0, 'daemon exits 0 on SIGTERM')
     finally:
         d.kill()
     cfd.log('test_client_faults took %.1fs' % (time.monotonic() - t0))
