@@ -49,6 +49,8 @@ static int room_ok(const cfd_route *rt) {
 
 static void check_route(const cfd_http_request *req,
                         const cfd_origin_policy *pol) {
+  const cfd_http_header *key;
+  char accept[29];
   cfd_route rt;
   int st;
   memset(&rt, 0xa5, sizeof rt);
@@ -65,8 +67,11 @@ static void check_route(const cfd_http_request *req,
   if (rt.kind == CFD_ROUTE_WS) {
     FUZZ_CHECK(!rt.head_only);
     FUZZ_CHECK(room_ok(&rt));
-    FUZZ_CHECK(strlen(rt.accept) == 28);
     FUZZ_CHECK(req->minor_version == 1);
+    key = cfd_http_find(req, "Sec-WebSocket-Key");
+    FUZZ_CHECK(key != NULL && key->value_len == 24);
+    cfd_ws_accept_key(key->value, key->value_len, accept);
+    FUZZ_CHECK(strlen(accept) == 28 && strcmp(accept, rt.accept) == 0);
   }
 }
 
