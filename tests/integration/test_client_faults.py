@@ -222,6 +222,12 @@ async def one_storm(d, fd0, what):
                 pass
             time.sleep(0.1)
 
+    def closes():
+        m = cfd.fetch_metrics(d.addr)
+        return {lab.get('code'): v for lab, v in
+                m.series('chatfanout_ws_closes_total')}
+
+    before = closes()
     threading.Thread(target=sample, daemon=True).start()
     t0 = time.monotonic()
     await asyncio.to_thread(storm, d.addr, held, counts, errors)
@@ -247,9 +253,12 @@ async def one_storm(d, fd0, what):
     m = cfd.fetch_metrics(d.addr)
     chk.eq(m.value('chatfanout_connections'), BYSTANDERS,
            '%s: connections gauge back to the bystanders' % what)
-    cfd.log('%s: ws closes by code: %r' % (what, {
-        lab.get('code'): v for lab, v in
-        m.series('chatfanout_ws_closes_total')}))
+    after = closes()
+    delta = {k: after[k] - before.get(k, 0) for k in after}
+    cfd.log('%s: ws closes by code: %r' % (what, delta))
+    chk.eq(delta.get('1002', 0) + delta.get('1009', 0), counts.get('huge'),
+           '%s: every 2^63 (1002) and 2^63-1 byte (1009) frame header '
+           'is answered with a close' % what)
     for s in held:
         s.close()
     await asyncio.sleep(1)
