@@ -20,7 +20,8 @@ Modes (set_mode(name, **params)):
              rate: a few bytes overwritten at random offsets
   throttle   answer every HTTP request here with the AWS throttling error
              of its protocol (SQS JSON: 400 ThrottlingException; SNS
-             query: 400 Throttling), keep-alive; open connections are
+             query: 400 Throttling; code= and status= change them, e.g.
+             code=RequestThrottled), keep-alive; open connections are
              closed so that every request comes to this mode
 
 Counters (stats()): connections accepted, upstream connect failures,
@@ -58,22 +59,27 @@ def _rst(writer):
     writer.transport.abort()
 
 
-def _throttle_reply(head):
-    """The AWS throttling answer for one request head (bytes)."""
+def _throttle_reply(head, params):
+    """The AWS throttling answer for one request head (bytes); params
+    may name the error code and the HTTP status."""
     text = head.decode('latin-1').lower()
+    status = int(params.get('status', 400))
     if 'x-amz-target:' in text or 'application/x-amz-json' in text:
         body = json.dumps({
-            '__type': 'com.amazonaws.sqs#ThrottlingException',
+            '__type': 'com.amazonaws.sqs#' + params.get(
+                'code', 'ThrottlingException'),
             'message': 'Rate exceeded (faultproxy)'}).encode()
         ctype = 'application/x-amz-json-1.0'
     else:
         body = (b'<ErrorResponse xmlns="http://sns.amazonaws.com/doc/'
-                b'2010-03-31/"><Error><Type>Sender</Type><Code>Throttling'
+                b'2010-03-31/"><Error><Type>Sender</Type><Code>' +
+                params.get('code', 'Throttling').encode() +
                 b'</Code><Message>Rate exceeded (faultproxy)</Message>'
                 b'</Error><RequestId>00000000-0000-0000-0000-000000000000'
                 b'</RequestId></ErrorResponse>')
         ctype = 'text/xml'
-    return (b'HTTP/1.1 400 Bad Request\r\nContent-Type: ' + ctype.encode() +
+    return (b'HTTP/1.1 %d Throttled\r\nContent-Type: ' % status +
+            ctype.encode() +
             b'\r\nContent-Length: ' + str(len(body)).encode() +
             b'\r\nx-amzn-RequestId: 00000000-0000-0000-0000-000000000000'
             b'\r\n\r\n' + body)
@@ -158,7 +164,7 @@ class _Conn:
             self.p._count('throttled_requests')
             if self.p.mode != 'throttle':
                 return  # the next request may go through: reconnect
-            self.cw.write(_throttle_reply(head))
+            self.cw.write(_throttle_reply(head, self.p.params))
             await self.cw.drain()
 
     async def _relay(self):
