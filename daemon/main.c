@@ -21,6 +21,7 @@
 #include "cfd_frame.h"
 #include "cfd_log.h"
 #include "cfd_server.h"
+#include "cfd_trim.h"
 #include "cfd_ws.h"
 
 extern char **environ;
@@ -52,6 +53,7 @@ typedef struct cfd_daemon {
   ev_signal sigterm;
   ev_signal sigint;
   ev_timer drain;   /* polls for the end of a shutdown */
+  cfd_trim trim;    /* gives freed heap back after a storm */
   double stop_at;   /* ev_now() by which shutdown gives up waiting */
   /* The hub owns the queue's callbacks, so state changes are noticed
    * after each loop iteration instead (every change happens inside some
@@ -311,6 +313,7 @@ static void teardown(daemon_t *d, struct ev_loop *loop) {
   ev_signal_stop(loop, &d->sigterm);
   ev_signal_stop(loop, &d->sigint);
   ev_timer_stop(loop, &d->drain);
+  cfd_trim_stop(&d->trim, loop);
   ev_check_stop(loop, &d->queue_watch);
   cfd_server_free(d->server);
   cfd_ws_free_all(&d->ctx);
@@ -351,6 +354,7 @@ static int run(const cfd_config *cfg) {
     d.ctx.hub = d.hub;
     d.ctx.queue = d.queue;
     if (cfd_server_new(&d.server, &d.ctx) == 0) {
+      cfd_trim_start(&d.trim, loop);
       ev_run(loop, 0);
       rc = 0;
     }
