@@ -18,7 +18,7 @@
 #include <ev.h>
 
 #define CFD_TRIM_PERIOD 10.0
-#define CFD_TRIM_GROWTH ((size_t)16 << 20)
+#define CFD_TRIM_GROWTH ((size_t)4 << 20)
 
 typedef struct cfd_trim {
   ev_timer timer;

@@ -21,12 +21,13 @@
 #define CHUNK 1024
 
 static void test_due(void **state) {
+  const size_t g = CFD_TRIM_GROWTH, base = 100 * MIB;
   (void)state;
-  assert_false(cfd_trim_due(100 * MIB, 100 * MIB, 100 * MIB));
-  assert_false(cfd_trim_due(100 * MIB, 115 * MIB, 100 * MIB));
-  assert_true(cfd_trim_due(100 * MIB, 116 * MIB, 16 * MIB));
-  assert_false(cfd_trim_due(100 * MIB, 200 * MIB, 15 * MIB)); /* in use */
-  assert_false(cfd_trim_due(200 * MIB, 100 * MIB, 100 * MIB));
+  assert_false(cfd_trim_due(base, base, 100 * MIB));
+  assert_false(cfd_trim_due(base, base + g - 1, 100 * MIB));
+  assert_true(cfd_trim_due(base, base + g, g));
+  assert_false(cfd_trim_due(base, base + 100 * MIB, g - 1)); /* in use */
+  assert_false(cfd_trim_due(base + g, base, 100 * MIB));
 }
 
 static size_t rss_kib(void) {
