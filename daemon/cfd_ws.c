@@ -61,6 +61,7 @@ typedef struct cfd_ws {
   uint8_t state;
   uint8_t rx_gone;      /* the recv callback saw EOF or an error */
   uint8_t dead;         /* no memory to close cleanly: free at flush */
+  uint8_t too_big;      /* the scan saw a header over max_message_size */
   uint8_t room_len;
   char room[CF_ROOM_MAX + 1];
   cfd_peer peer;        /* for log lines, also after a reset */
@@ -275,12 +276,15 @@ static void ws_release(cfd_ws *c) {
 
 /* --- wslay callbacks --------------------------------------------------- */
 
-/* Bytes on their way to wslay: refuse an oversized message as soon as
- * its header announces it, before any payload arrives. */
+/*
+ * Bytes on their way to wslay: notice an oversized message as soon as
+ * its header announces it, before any payload arrives. read_cb closes
+ * once wslay has handled the frames before it, which came first.
+ */
 static ssize_t rx_scan(cfd_ws *c, const uint8_t *buf, ssize_t n) {
   if (cfd_frame_scan_feed(&c->scan, buf, (size_t)n,
                           c->ctx->cfg->max_message_size))
-    ws_fail(c, 1009, "message too big");
+    c->too_big = 1;
   return n;
 }
 
@@ -289,6 +293,11 @@ static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len,
   cfd_ws *c = ud;
   ssize_t n;
   (void)flags;
+  if (c->too_big) {
+    /* Nothing after an oversized frame's header matters. */
+    wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+  }
   if (c->pre != NULL) {
     n = (ssize_t)(len < c->pre_len - c->pre_off ? len
                                                 : c->pre_len - c->pre_off);
@@ -473,6 +482,15 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents) {
   }
   c->rx_budget = WS_READ_BUDGET;
   rv = wslay_event_recv(c->ws);
+  if (rv == 0 && c->too_big) {
+    /* After the frames before the oversized one, unless one failed;
+     * their pongs first: wslay drops those queued behind a close. */
+    if (ws_pump(c) != 0) {
+      ws_free(c);
+      return;
+    }
+    ws_fail(c, 1009, "message too big");
+  }
   if (rv != 0) {
     if (c->rx_gone) {
       log_close(c, CFD_LOG_DEBUG, "ws disconnect", 1006, "connection lost");
