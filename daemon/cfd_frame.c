@@ -84,6 +84,22 @@ int cfd_frame_scan_idle(const cfd_frame_scan *s) {
   return s->hlen == 0 && s->skip == 0 && s->mask_left == 0 && !s->in_msg;
 }
 
+/*
+ * Derived from the state: hdr keeps the last header after hlen is reset,
+ * and a close header of 7-bit length is done at its second byte.
+ */
+size_t cfd_frame_scan_close_partial(const cfd_frame_scan *s) {
+  uint8_t len7 = s->hdr[1] & 0x7fu;
+  if ((s->hdr[0] & 0x0fu) != CFD_WS_OP_CLOSE)
+    return 0;
+  if (s->hlen > 0) /* only a first byte, or a length too big to hold */
+    return s->hlen == 1 ? 1 : 0;
+  if ((s->mask_left == 0 && s->skip == 0) || len7 > 125)
+    return 0;
+  return 2u + ((s->hdr[1] & 0x80u) ? 4u - s->mask_left : 0u) +
+         (size_t)(len7 - s->skip);
+}
+
 int cfd_frame_scan_feed(cfd_frame_scan *s, const uint8_t *p, size_t n,
                         uint64_t max) {
   size_t k;

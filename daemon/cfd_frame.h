@@ -68,6 +68,17 @@ typedef struct cfd_frame_scan {
 int cfd_frame_scan_feed(cfd_frame_scan *s, const uint8_t *p, size_t n,
                         uint64_t max);
 
+/* Longest valid client close frame: header, mask key, 125 bytes. */
+#define CFD_FRAME_CLIENT_CLOSE_MAX 131u
+
+/*
+ * When the bytes fed so far end inside a close frame of at most 125
+ * payload bytes, returns how many of its bytes (header, mask key and
+ * payload so far) they hold, at most CFD_FRAME_CLIENT_CLOSE_MAX; else 0.
+ * Lets a caller hand a close frame on whole.
+ */
+size_t cfd_frame_scan_close_partial(const cfd_frame_scan *s);
+
 /*
  * 1 when every byte fed so far belongs to a whole message: no frame
  * header, payload or fragmented message is under way. A WebSocket

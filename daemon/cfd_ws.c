@@ -62,6 +62,8 @@ typedef struct cfd_ws {
   uint8_t rx_gone;      /* the recv callback saw EOF or an error */
   uint8_t dead;         /* no memory to close cleanly: free at flush */
   uint8_t too_big;      /* the scan saw a header over max_message_size */
+  uint8_t hold_len;     /* bytes in hold */
+  uint8_t *hold;        /* the start of a close frame, see recv_cb */
   uint8_t room_len;
   char room[CF_ROOM_MAX + 1];
   cfd_peer peer;        /* for log lines, also after a reset */
@@ -137,6 +139,7 @@ static void ws_free(cfd_ws *c) {
   cf_client_free(c->client);
   ws_drop_parser(c);
   free(c->pre);
+  free(c->hold);
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -288,16 +291,10 @@ static ssize_t rx_scan(cfd_ws *c, const uint8_t *buf, ssize_t n) {
   return n;
 }
 
-static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len,
-                       int flags, void *ud) {
-  cfd_ws *c = ud;
+/* The next input: bytes that came with the HTTP head, else a read. */
+static ssize_t rx_more(cfd_ws *c, wslay_event_context_ptr ws, uint8_t *buf,
+                       size_t len) {
   ssize_t n;
-  (void)flags;
-  if (c->too_big) {
-    /* Nothing after an oversized frame's header matters. */
-    wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
-    return -1;
-  }
   if (c->pre != NULL) {
     n = (ssize_t)(len < c->pre_len - c->pre_off ? len
                                                 : c->pre_len - c->pre_off);
@@ -331,6 +328,45 @@ static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len,
   c->rx_gone = 1;
   wslay_event_set_error(ws, WSLAY_ERR_CALLBACK_FAILURE);
   return -1;
+}
+
+/*
+ * wslay (1.1.1) checks the UTF-8 of a close reason chunk by chunk and
+ * skips the first two bytes of every chunk, so a close frame split
+ * across reads was judged wrongly either way. It gets each close frame
+ * whole: an incomplete one at the end of the input waits in c->hold.
+ */
+static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len,
+                       int flags, void *ud) {
+  cfd_ws *c = ud;
+  size_t held = c->hold_len, k;
+  ssize_t n;
+  (void)flags;
+  if (c->too_big || len <= held) {
+    /* Nothing after an oversized frame's header matters. (A hold always
+     * fits: wslay asks for 4 KiB less a partial header.) */
+    wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+  }
+  if ((n = rx_more(c, ws, buf + held, len - held)) < 0)
+    return -1;
+  if (held > 0)
+    memcpy(buf, c->hold, held);
+  n += (ssize_t)held;
+  k = cfd_frame_scan_close_partial(&c->scan);
+  if (k > (size_t)n)
+    k = 0; /* (it started before: hand it on as it is) */
+  if (k > 0 && c->hold == NULL &&
+      (c->hold = malloc(CFD_FRAME_CLIENT_CLOSE_MAX)) == NULL)
+    k = 0; /* no memory: wslay gets it in parts */
+  if (k > 0)
+    memcpy(c->hold, buf + n - k, k);
+  c->hold_len = (uint8_t)k;
+  if ((size_t)n == k) {
+    wslay_event_set_error(ws, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+  }
+  return n - (ssize_t)k;
 }
 
 /*

@@ -173,6 +173,40 @@ static void test_scan_chunks(void **state) {
   }
 }
 
+/* Bytes of an unfinished close frame, counted from its first byte. */
+static void test_scan_close_partial(void **state) {
+  cfd_frame_scan s;
+  size_t n, m, i;
+  (void)state;
+  memset(&s, 0, sizeof(s));
+  n = put_frame(SB, 1, CFD_WS_OP_TEXT, 10);
+  m = put_frame(SB + n, 1, CFD_WS_OP_CLOSE, 125);
+  assert_int_equal(m, CFD_FRAME_CLIENT_CLOSE_MAX);
+  n += put_frame(SB + n + m, 1, 0x9, 3) + m;
+  for (i = 0; i < n; i++) {
+    size_t close_from = n - m - 9, want;
+    assert_int_equal(cfd_frame_scan_feed(&s, SB + i, 1, 1000), 0);
+    want = i >= close_from && i + 1 < close_from + m ? i + 1 - close_from
+                                                     : 0;
+    assert_int_equal(cfd_frame_scan_close_partial(&s), want);
+  }
+  /* An empty close (unmasked, invalid but well framed) is whole. */
+  memset(&s, 0, sizeof(s));
+  SB[0] = 0x88;
+  SB[1] = 0;
+  assert_int_equal(cfd_frame_scan_feed(&s, SB, 1, 1000), 0);
+  assert_int_equal(cfd_frame_scan_close_partial(&s), 1);
+  assert_int_equal(cfd_frame_scan_feed(&s, SB + 1, 1, 1000), 0);
+  assert_int_equal(cfd_frame_scan_close_partial(&s), 0);
+  /* A close announcing 126 bytes is not one to hold. */
+  memset(&s, 0, sizeof(s));
+  n = put_frame(SB, 1, CFD_WS_OP_CLOSE, 126);
+  for (i = 0; i < n; i++) {
+    assert_int_equal(cfd_frame_scan_feed(&s, SB + i, 1, 1000), 0);
+    assert_int_equal(cfd_frame_scan_close_partial(&s), i == 0 ? 1 : 0);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_short_lengths),
@@ -185,6 +219,7 @@ int main(void) {
       cmocka_unit_test(test_scan_fragments),
       cmocka_unit_test(test_scan_chunks),
       cmocka_unit_test(test_scan_idle),
+      cmocka_unit_test(test_scan_close_partial),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
