@@ -12,6 +12,7 @@
 #include <wslay/wslay.h>
 
 #include "cfd_frame.h"
+#include "cfd_limits.h"
 #include "cfd_log.h"
 #include "cfd_peer.h"
 #include "cfd_utf8.h"
@@ -57,6 +58,7 @@ typedef struct cfd_ws {
   uint32_t pre_len, pre_off;
   uint32_t rx_budget;   /* bytes this wakeup may still read */
   cfd_frame_scan scan;  /* announced sizes, ahead of wslay */
+  cfd_bucket rate;      /* frames the client may send (--message-rate) */
   const char *close_why;/* static reason of a close we started, or NULL */
   uint8_t state;
   uint8_t rx_gone;      /* the recv callback saw EOF or an error */
@@ -136,6 +138,7 @@ static void ws_free(cfd_ws *c) {
   ev_io_stop(ctx->loop, &c->wio);
   ev_timer_stop(ctx->loop, &c->timer);
   close(c->rio.fd);
+  cfd_limits_ip_close(ctx->limits, &c->peer);
   cf_client_free(c->client);
   ws_drop_parser(c);
   free(c->pre);
@@ -437,13 +440,32 @@ static void on_msg_cb(wslay_event_context_ptr ws,
 }
 
 /*
+ * Every frame costs a token, control frames too: a ping flood is closed
+ * here before its pongs pile up. Returns 1 when c is being closed.
+ */
+static int rate_check(cfd_ws *c) {
+  const cfd_config *cfg = c->ctx->cfg;
+  if (c->close_why != NULL)
+    return 1;
+  if (cfd_bucket_take(&c->rate, cfg->msg_rate, cfg->msg_burst,
+                      ev_now(c->ctx->loop)))
+    return 0;
+  c->ctx->metrics.ws_rate_limited++;
+  ws_fail(c, 1008, "rate limit");
+  return 1;
+}
+
+/*
  * wslay answers a close frame with a 1-byte payload (invalid: RFC 6455
  * 5.5.1) with an empty close; queue 1002 first so that one is sent.
  */
 static void on_frame_start_cb(
     wslay_event_context_ptr ws,
     const struct wslay_event_on_frame_recv_start_arg *arg, void *ud) {
+  cfd_ws *c = ud;
   (void)ws;
+  if (rate_check(c))
+    return;
   if (arg->opcode == WSLAY_CONNECTION_CLOSE && arg->payload_length == 1)
     ws_fail(ud, 1002, "protocol error");
 }
@@ -502,6 +524,24 @@ static int drain_input(cfd_ws *c) {
   return 0;
 }
 
+static double next_deadline(const cfd_ws *c, double now);
+
+/*
+ * A read that ended inside a frame: make the timer fire by the frame
+ * read timeout (it may be set for a later ping or idle check).
+ */
+static void frame_timer(cfd_ws *c) {
+  struct ev_loop *loop = c->ctx->loop;
+  double left;
+  if (c->state != WS_OPEN || cfd_frame_scan_idle(&c->scan) ||
+      c->ctx->cfg->frame_timeout <= 0)
+    return;
+  left = next_deadline(c, ev_now(loop));
+  if (left >= 0 && (!ev_is_active(&c->timer) ||
+                    ev_timer_remaining(loop, &c->timer) > left))
+    timer_arm(c, left);
+}
+
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents) {
   cfd_ws *c = w->data;
   int rv;
@@ -545,6 +585,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents) {
     return;
   }
   ws_release(c);
+  frame_timer(c);
 }
 
 /*
@@ -634,10 +675,18 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents) {
   ws_flush(c);
 }
 
+/* Seconds left before the frame read timeout, or -1 (cfd_limits.h). */
+static double frame_left(const cfd_ws *c, double now) {
+  return cfd_frame_timeout_left(!cfd_frame_scan_idle(&c->scan), c->last_rx,
+                                c->ctx->cfg->frame_timeout, now);
+}
+
 static double next_deadline(const cfd_ws *c, double now) {
   const cfd_config *cfg = c->ctx->cfg;
-  double at = -1, t;
-  if (cfg->idle_timeout > 0)
+  double at = -1, t = frame_left(c, now);
+  if (t >= 0)
+    at = now + t;
+  if (cfg->idle_timeout > 0 && (at < 0 || c->last_rx + cfg->idle_timeout < at))
     at = c->last_rx + cfg->idle_timeout;
   if (cfg->ping_interval > 0) {
     t = c->last_ping + cfg->ping_interval;
@@ -652,7 +701,10 @@ static double next_deadline(const cfd_ws *c, double now) {
 static void keepalive(cfd_ws *c) {
   const cfd_config *cfg = c->ctx->cfg;
   double now = ev_now(c->ctx->loop), after;
-  if (cfg->idle_timeout > 0 && now - c->last_rx >= cfg->idle_timeout) {
+  if (frame_left(c, now) == 0) {
+    c->ctx->metrics.ws_frame_timeouts++;
+    ws_fail(c, 1008, "frame timeout");
+  } else if (cfg->idle_timeout > 0 && now - c->last_rx >= cfg->idle_timeout) {
     ws_fail(c, 1000, "idle timeout");
   } else if (cfg->ping_interval > 0 &&
              now - c->last_ping >= cfg->ping_interval) {
