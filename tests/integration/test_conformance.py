@@ -240,8 +240,9 @@ class Env:
             self.bystanders[k] = cfd.RawWS.connect(d.addr,
                                                    '/ws?room=bystander')
 
-    def connect(self, which, room):
-        ws = cfd.RawWS.connect(self.daemons[which].addr, '/ws?room=' + room)
+    def connect(self, which, room, extra=None):
+        ws = cfd.RawWS.connect(self.daemons[which].addr, '/ws?room=' + room,
+                               extra=extra)
         ws.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return ws
 
@@ -459,6 +460,8 @@ def rsv_cases():
     case(cat, 'RSV2 on a continuation',
          P(OP_TEXT, b'ab', fin=False) + P(OP_CONT, b'cd', rsv=2),
          [close(1002)])
+    case(cat, 'RSV1 after offering permessage-deflate (not agreed)',
+         run=run_rsv1_deflate_offered)
     case(cat, 'valid text, RSV frame, ping: echo, 1002, no pong',
          HELLO + P(OP_TEXT, b'Hello', rsv=2) + PING,
          [text(b'Hello'), close(1002)])
@@ -793,6 +796,28 @@ def close_cases():
     case(cat, 'client close with the room busy: nothing after the close '
          'frame', run=run_close_busy_room)
     case(cat, 'client vanishes right after its close', run=run_close_rst)
+
+
+def run_rsv1_deflate_offered(env, c):
+    """An extension the client offers is not agreed until the server
+    accepts it: the 101 names none, so RSV1 is still a protocol error."""
+    addr = env.daemons[c.daemon].addr
+    offer = {'Sec-WebSocket-Extensions':
+             'permessage-deflate; client_max_window_bits'}
+    req, _ = cfd.upgrade_request(addr, '/ws?room=conf-%s-h' % c.id,
+                                 extra=offer)
+    resp, raw, how = cfd.http_raw(addr, req)
+    if resp is None or resp.status != 101:
+        raise Fail('upgrade with an extension offer: %r' % raw[:120])
+    if resp.header('sec-websocket-extensions') is not None:
+        raise Fail('the server agreed to %r' %
+                   resp.header('sec-websocket-extensions'))
+    ws = env.connect(c.daemon, 'conf-%s' % c.id, extra=offer)
+    try:
+        ws.send_raw(P(OP_TEXT, b'\xf2\x48\xcd\xc9\xc9\x07\x00', rsv=4))
+        expect_frames(ws, [close(1002)])
+    finally:
+        goodbye(ws)
 
 
 # --- custom close/timing cases -----------------------------------------------
