@@ -5,7 +5,7 @@
 
 #define LIMITS_WINDOW 16u   /* slots an address may sit in */
 #define LIMITS_MIN_SLOTS 64u
-#define LIMITS_MAX_SLOTS ((size_t)1 << 24)
+#define LIMITS_MAX_SLOTS ((size_t)1 << 20) /* 40 MiB of entries */
 
 /* --- token bucket -------------------------------------------------------- */
 

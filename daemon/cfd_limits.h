@@ -48,7 +48,8 @@ typedef struct cfd_limits_config {
   double rate;      /* new connections per second per address; 0: none */
   double burst;     /* connections an address may open at once (>= 1) */
   int loopback;     /* 1: limit loopback peers too (else exempt) */
-  size_t slots;     /* table size, rounded up to a power of two >= 64 */
+  size_t slots;     /* table size, rounded up to a power of two,
+                       64 to 2^20 */
   uint64_t seed[2]; /* hash key: random, so collisions cannot be aimed */
 } cfd_limits_config;
 
