@@ -648,6 +648,12 @@ static int ws_flush(cfd_ws *c) {
   ev_io_stop(loop, &c->wio);
   if (c->state == WS_CLOSING)
     linger_begin(c);
+  /* Frames that came with the head wake no watcher; they are read once
+   * the 101 is out. Read before, the messages they publish could fill
+   * the outbox, and a slow-consumer cut-off drops every entry not yet
+   * begun: the client got a close frame without a 101. */
+  else if (c->pre != NULL)
+    ev_feed_event(loop, &c->rio, EV_READ);
   return 0;
 }
 
@@ -828,9 +834,6 @@ int cfd_ws_start(cfd_ctx *ctx, int fd, const cfd_route *rt,
   want_write(c); /* the 101 and the history */
   if (next_deadline(c, c->last_rx) >= 0)
     timer_arm(c, next_deadline(c, c->last_rx));
-  /* Frames that came with the head would not wake the read watcher. */
-  if (c->pre != NULL)
-    ev_feed_event(ctx->loop, &c->rio, EV_READ);
   return 0;
 }
 
