@@ -58,9 +58,9 @@ typedef struct cfd_metrics_ext {
 } cfd_metrics_ext;
 
 /*
- * Fills ext from hub and q (both borrowed, read only; q may be NULL when
- * no queue is attached) and the logger. hub must not be NULL. With a queue, the queue's
- * publish counts replace the hub's (hub.queue_published/queue_errors):
+ * Fills ext from hub and q (both borrowed, read only; q may be NULL when no
+ * queue is attached) and the logger. hub must not be NULL. With a queue, the
+ * queue's publish counts replace the hub's (hub.queue_published/queue_errors):
  * messages may reach the queue without the hub.
  */
 void cfd_metrics_collect(cfd_metrics_ext *ext, const cf_hub *hub,

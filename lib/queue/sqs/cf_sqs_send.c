@@ -1,18 +1,17 @@
 /*
  * Publishing: the bounded buffer, batches and their retries.
  *
- * A publish is encoded once and appended to s->pending, as one more
- * line of the last buffered message while that one has room (same room
- * in fifo mode, CF__SQS_BUNDLE_MAX bytes); a linger timer (or a full
- * batch) starts the pump, which cuts batches of up to 10 messages /
- * 256 KiB off the head of the buffer. Under load, batches leave at most
- * once per `interval` unless full: the requests per chat message then
- * fall as the rate grows, on this side and on every receiver's. Each batch becomes a
- * job per target: the topic (sns), or every known peer queue (queues
- * topology, sharing the messages by reference). A job is sent, and on a
- * partial failure sent again with only its failed entries, with backoff;
- * jobs park while the setup is not complete, or while their peer's
- * queue is missing (discovery then decides: back, or gone).
+ * A publish is encoded once and appended to s->pending, as one more line of the
+ * last buffered message while that one has room (same room in fifo mode,
+ * CF__SQS_BUNDLE_MAX bytes); a linger timer (or a full batch) starts the pump,
+ * which cuts batches of up to 10 messages / 256 KiB off the head of the buffer.
+ * Under load, batches leave at most once per `interval` unless full: the
+ * requests per chat message then fall as the rate grows, on this side and on
+ * every receiver's. Each batch becomes a job per target: the topic (sns), or
+ * every known peer queue (queues topology, sharing the messages by reference).
+ * A job is sent, and on a partial failure sent again with only its failed
+ * entries, with backoff; jobs park while the setup is not complete, or while
+ * their peer's queue is missing (discovery then decides: back, or gone).
  *
  * Order. In fifo mode one job is in flight at a time, so a room's
  * messages reach the topic in publish order even across retries. In
