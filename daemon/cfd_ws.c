@@ -60,9 +60,9 @@ typedef struct cfd_ws {
   cfd_frame_scan scan;  /* announced sizes, ahead of wslay */
   cfd_bucket rate;      /* frames the client may send (--message-rate) */
   const char *close_why;/* static reason of a close we started, or NULL */
+  uint16_t close_code;  /* its code, while it waits without a parser */
   uint8_t state;
   uint8_t rx_gone;      /* the recv callback saw EOF or an error */
-  uint8_t dead;         /* no memory to close cleanly: free at flush */
   uint8_t too_big;      /* the scan saw a header over max_message_size */
   uint8_t hold_len;     /* bytes in hold */
   uint8_t *hold;        /* the start of a close frame, see recv_cb */
@@ -214,12 +214,17 @@ static int ws_setup(cfd_ws *c);
 /*
  * Starts a close we decide on: wslay queues the frame (sent by the next
  * pump) and stops reading. No-op when a close is already on its way.
- * Without the memory for a parser, the connection is dropped instead.
+ * A connection without a parser (idle: most of those a shutdown or a
+ * budget cut closes) gets none for this: the next pump writes the
+ * frame itself, outside any hub callback.
  */
 static void ws_fail(cfd_ws *c, uint16_t code, const char *why) {
-  if (c->ws == NULL && ws_setup(c) != 0) {
-    c->dead = 1;
-    want_write(c);
+  if (c->ws == NULL) {
+    if (c->close_why == NULL && c->state == WS_OPEN) {
+      c->close_why = why;
+      c->close_code = code;
+      want_write(c);
+    }
     return;
   }
   if (wslay_event_queue_close(c->ws, code, (const uint8_t *)why,
@@ -253,14 +258,25 @@ static int ws_close_raw(cfd_ws *c, uint16_t code, const char *why) {
  * freed.
  */
 static int ws_pump(cfd_ws *c) {
-  if (c->dead)
-    return -1;
-  if (c->ws == NULL)
+  uint8_t f[CFD_FRAME_CLOSE_MAX];
+  size_t n;
+  if (c->ws == NULL) {
+    if (c->state != WS_OPEN || c->close_why == NULL)
+      return 0;
+    n = cfd_frame_close(f, c->close_code, c->close_why,
+                        strlen(c->close_why));
+    if (cf_client_send(c->client, f, n) != CF_OK)
+      return -1;
+    closing_begin(c, c->close_code);
     return 0;
+  }
   if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0)
     return -1;
   if (c->state == WS_OPEN && wslay_event_get_close_sent(c->ws))
     closing_begin(c, wslay_event_get_status_code_sent(c->ws));
+  /* Closing, input is drained without it: the parser is no use now. */
+  if (c->state != WS_OPEN && !wslay_event_want_write(c->ws))
+    ws_drop_parser(c);
   return 0;
 }
 
@@ -547,7 +563,8 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents) {
   int rv;
   (void)loop;
   (void)revents;
-  if (c->state != WS_OPEN) {
+  /* Input after a close we decided on is dropped, as wslay would. */
+  if (c->state != WS_OPEN || (c->ws == NULL && c->close_why != NULL)) {
     drain_input(c);
     return;
   }

@@ -369,8 +369,8 @@ static void test_parser_only_while_needed(void **state) {
   finish(f);
 }
 
-/* A close decided for an idle connection (no context) still goes out
- * with its code. */
+/* A close decided for an idle connection goes out with its code and
+ * costs no parser; a closing connection keeps none either. */
 static void test_close_without_parser(void **state) {
   fixture *f = start();
   char why[64];
@@ -384,8 +384,10 @@ static void test_close_without_parser(void **state) {
   assert_int_equal(frames(f, &op, why, sizeof why), 1);
   assert_int_equal(op, 8);
   assert_int_equal((uint8_t)why[0] << 8 | (uint8_t)why[1], 1007);
+  assert_int_equal(f->ctx.n_parsers, 0);
   cf_hub_close_all(f->ctx.hub);
   loop_once(f);
+  assert_int_equal(f->ctx.n_parsers, 0);
   read_some(f, 4);
   assert_int_equal(frames(f, &op, why, sizeof why), 1);
   assert_int_equal((uint8_t)why[0] << 8 | (uint8_t)why[1], 1001);
