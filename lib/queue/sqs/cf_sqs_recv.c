@@ -294,6 +294,10 @@ static void receive_one(sqs *s, const char *body, size_t len) {
   cf_envelope *env;
   int rv;
 
+  if (first == 0) {
+    receive_lines(s, body, len); /* (empty lines are skipped there) */
+    return;
+  }
   rv = cf__envelope_decode(&env, body, first, &s->mem, &why);
   if (rv == CF_OK)
     receive_env(s, env);
@@ -365,7 +369,7 @@ static void poll_send(sqs_poller *p) {
 
 static void poll_answered(sqs_poller *p, const json_t *data) {
   sqs *s = p->s;
-  size_t n;
+  size_t n, full = p->single ? 1u : CF__SQS_BATCH_MAX;
 
   cf__sqs_backoff_reset(&p->bo);
   p->single = 0;
@@ -378,9 +382,13 @@ static void poll_answered(sqs_poller *p, const json_t *data) {
     return;
   }
   p->probe = 0;
-  /* Under load a poll waits for more to gather, as a batch does. */
-  if (n > 0 && n < CF__SQS_BATCH_MAX && !p->single &&
-      p->last_start + s->interval > sqs_now(s)) {
+  /*
+   * Under load a poll waits for more to gather, as a batch does. An
+   * answer that is not full and came early waits too: a long poll can
+   * come back at once with little or nothing (a FIFO queue whose group
+   * is held by the other poller's messages), which would otherwise spin.
+   */
+  if (n < full && p->last_start + s->interval > sqs_now(s)) {
     poll_wait(p, p->last_start + s->interval - sqs_now(s));
     return;
   }
