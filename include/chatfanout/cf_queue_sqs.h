@@ -48,7 +48,7 @@ typedef enum cf_sqs_topology {
  *                      .instance_id = cf_hub_instance_id(hub)};
  *   rv = cf_queue_sqs_new(&q, &loop, &c, NULL);
  */
-#define CF_SQS_CONFIG_VERSION 1u
+#define CF_SQS_CONFIG_VERSION 2u /* 2 added interval; 1 is still taken */
 typedef struct cf_sqs_config {
   uint32_t version;      /* CF_SQS_CONFIG_VERSION */
   int topology;          /* cf_sqs_topology */

@@ -125,6 +125,22 @@ static void test_config_invalid(void **state) {
   c.linger = -1;
   expect_invalid(&c, CF_ERR_INVALID);
   c = base();
+  c.interval = -1;
+  expect_invalid(&c, CF_ERR_INVALID);
+  c = base();
+  c.interval = 11; /* over 10 s */
+  expect_invalid(&c, CF_ERR_INVALID);
+  {
+    /* Version 1 ends before interval: whatever lies there is not read. */
+    cf_queue *q;
+    c = base();
+    c.version = 1;
+    c.interval = -1;
+    assert_int_equal(cf_queue_sqs_new(&q, &fl.loop, &c, NULL, NULL, 0),
+                     CF_OK);
+    cf_queue_free(q);
+  }
+  c = base();
   c.heartbeat = 100;
   c.stale_after = 100; /* not more than one heartbeat */
   expect_invalid(&c, CF_ERR_INVALID);

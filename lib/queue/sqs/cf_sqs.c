@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -506,6 +507,7 @@ static void sqs_abandon(sqs *s) {
 int cf_queue_sqs_new(cf_queue **out, const cf_loop *loop,
                      const cf_sqs_config *cfg, const cf_mem *mem,
                      char *errmsg, size_t msglen) {
+  cf_sqs_config v1 = {0};
   cf_mem m;
   sqs *s;
   int rv;
@@ -518,7 +520,12 @@ int cf_queue_sqs_new(cf_queue **out, const cf_loop *loop,
     say(errmsg, msglen, "loop and configuration are required");
     return CF_ERR_INVALID;
   }
-  if (cfg->version != CF_SQS_CONFIG_VERSION) {
+  /* A caller built for version 1 has a shorter struct: only that much
+   * of it may be read, and interval takes its default. */
+  if (cfg->version == 1u) {
+    memcpy(&v1, cfg, offsetof(cf_sqs_config, interval));
+    cfg = &v1;
+  } else if (cfg->version != CF_SQS_CONFIG_VERSION) {
     say(errmsg, msglen, "unsupported configuration version");
     return CF_ERR_VERSION;
   }
