@@ -38,8 +38,14 @@ static int budget_over(const cf_hub *h) {
   return cf__tally_cost(&h->tally) > h->outbound_budget;
 }
 
+/*
+ * A client the transport never wrote to cannot be a slow reader yet: a
+ * joining one holds its history and, in front of it, what its transport
+ * queued first (a WebSocket handshake answer), which a cut-off would
+ * drop. It becomes a candidate after its first write.
+ */
 static int budget_candidate(const cf_client *c) {
-  return !c->closing && c->ob.count != 0;
+  return !c->closing && c->written && c->ob.count != 0;
 }
 
 /* A client's backlog: what it would free if it were alone holding it. */

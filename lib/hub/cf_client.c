@@ -212,6 +212,7 @@ int cf_client_iov(const cf_client *c, struct iovec *iov, int iovcnt) {
 void cf_client_consume(cf_client *c, size_t n) {
   if (c == NULL)
     return;
+  c->written |= n > 0;
   c->hub->stats.outbox_bytes -= cf__outbox_consume(&c->ob, &c->hub->mem, n);
 }
 
@@ -225,8 +226,10 @@ cf_msg *cf_client_pop(cf_client *c) {
   if (c == NULL)
     return NULL;
   m = cf__outbox_pop(&c->ob, &c->hub->mem);
-  if (m != NULL)
+  if (m != NULL) {
+    c->written = 1;
     c->hub->stats.outbox_bytes -= cf__msg_wire_len(m);
+  }
   return m;
 }
 

@@ -44,6 +44,7 @@ struct cf_client {
   cf_list wake_link; /* in hub->wake while a callback is due */
   cf_outbox ob;
   uint8_t closing;   /* told, or about to be told, to close */
+  uint8_t written;   /* the transport took bytes at least once */
   /* 0: the wake_link entry is a wake; else the cf_close_reason due. */
   uint8_t close_due;
 };

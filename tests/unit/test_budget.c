@@ -11,6 +11,8 @@
 
 #include <cmocka.h>
 
+#include <sys/uio.h>
+
 #include <chatfanout/chatfanout.h>
 
 #include "hub_fixture.h"
@@ -70,9 +72,12 @@ static cf_hub *hub_new(size_t budget, uint32_t rooms_per_client) {
   return h;
 }
 
+/* A client as a transport makes one: its handshake answer written. */
 static void tc_new(cf_hub *h, tc *t, const char *room) {
   memset(t, 0, sizeof(*t));
   assert_int_equal(cf_client_new(&t->c, h, &ops, t), CF_OK);
+  assert_int_equal(cf_client_send(t->c, "hello", 5), CF_OK);
+  cf_client_consume(t->c, 5);
   if (room != NULL)
     assert_int_equal(cf_client_join(t->c, room, strlen(room)), CF_OK);
 }
@@ -289,6 +294,46 @@ static void test_join(void **state) {
   cf_hub_free(h);
 }
 
+/*
+ * A joiner whose handshake answer is not written yet is no candidate,
+ * however much history it gets: the slow reader goes, and the joiner's
+ * answer stays at the head of its outbox.
+ */
+static void test_join_unwritten(void **state) {
+  cf_hub_config cfg;
+  cf_hub *h;
+  tc a, w, j;
+  struct iovec iov[1];
+
+  (void)state;
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.version = CF_HUB_CONFIG_VERSION;
+  cfg.client_buffer = BUFFER;
+  cfg.max_message = 100;
+  cfg.history = 400;
+  cfg.framer = hf_framer_len;
+  cfg.mem = &tm.mem;
+  cfg.outbound_budget = BUFFER;
+  assert_int_equal(cf_hub_new(&h, &cfg), CF_OK);
+  tc_new(h, &w, "r");
+  w.drain_on_wake = 1;
+  pub_n(h, "r", 400); /* history: 400 x 169 = 67600, over the budget */
+  tc_new(h, &a, "x");
+  pub_n(h, "x", 100); /* a: a slow reader, 16900 */
+  memset(&j, 0, sizeof(j));
+  assert_int_equal(cf_client_new(&j.c, h, &ops, &j), CF_OK);
+  assert_int_equal(cf_client_send(j.c, "HTTP/1.1 101", 12), CF_OK);
+  assert_int_equal(cf_client_join(j.c, "r", 1), CF_OK);
+  assert_int_equal(j.closes, 0);
+  assert_int_equal(a.closes, 1);
+  assert_int_equal(w.closes, 0);
+  assert_int_equal(cf_client_iov(j.c, iov, 1), 1);
+  assert_int_equal(iov[0].iov_len, 12);
+  assert_memory_equal(iov[0].iov_base, "HTTP/1.1 101", 12);
+  cf_client_free(j.c);
+  cf_hub_free(h);
+}
+
 static void test_rooms_per_client(void **state) {
   cf_hub *h = hub_new(0, 2);
   tc a, b;
@@ -315,6 +360,7 @@ int main(void) {
       T(test_shared),       T(test_many_victims), T(test_send),
       T(test_join),
       T(test_rooms_per_client),
+      T(test_join_unwritten),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);
