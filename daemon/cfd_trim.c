@@ -11,8 +11,10 @@
 #include "cfd_log.h"
 
 int cfd_trim_due(size_t base, size_t rss, size_t free_bytes) {
+  /* A quarter of RSS free at least: a big heap that only churns would
+   * otherwise be trimmed (and fault its pages back) every period. */
   return rss >= base && rss - base >= CFD_TRIM_GROWTH &&
-         free_bytes >= CFD_TRIM_GROWTH;
+         free_bytes >= CFD_TRIM_GROWTH && free_bytes >= rss / 4;
 }
 
 /* Resident bytes from /proc/self/statm (second field, in pages); 0 when

@@ -28,7 +28,7 @@ typedef struct cfd_trim {
 
 /*
  * 1 when a trim is worth it: rss grew by CFD_TRIM_GROWTH over base and
- * the allocator holds at least that much free.
+ * the allocator holds at least that much free, and a quarter of rss.
  */
 int cfd_trim_due(size_t base, size_t rss, size_t free_bytes);
 

@@ -21,13 +21,16 @@
 #define CHUNK 1024
 
 static void test_due(void **state) {
-  const size_t g = CFD_TRIM_GROWTH, base = 100 * MIB;
+  const size_t g = CFD_TRIM_GROWTH, base = 10 * MIB;
   (void)state;
   assert_false(cfd_trim_due(base, base, 100 * MIB));
   assert_false(cfd_trim_due(base, base + g - 1, 100 * MIB));
   assert_true(cfd_trim_due(base, base + g, g));
-  assert_false(cfd_trim_due(base, base + 100 * MIB, g - 1)); /* in use */
+  assert_false(cfd_trim_due(base, base + 100 * MIB, g)); /* in use */
   assert_false(cfd_trim_due(base + g, base, 100 * MIB));
+  /* A big heap that churns: free but a small share of it. */
+  assert_false(cfd_trim_due(1000 * MIB, 1100 * MIB, 200 * MIB));
+  assert_true(cfd_trim_due(1000 * MIB, 1100 * MIB, 300 * MIB));
 }
 
 static size_t rss_kib(void) {
