@@ -112,12 +112,16 @@ int cfd_frame_scan_feed(cfd_frame_scan *s, const uint8_t *p, size_t n,
         s->skip -= k;
       p += k;
       n -= k;
+      s->done += (uint32_t)cfd_frame_scan_idle(s);
       continue;
     }
     s->hdr[s->hlen++] = *p++;
     n--;
-    if (s->hlen >= 2 && s->hlen == header_need(s) && header_done(s, max))
-      return 1;
+    if (s->hlen >= 2 && s->hlen == header_need(s)) {
+      if (header_done(s, max))
+        return 1;
+      s->done += (uint32_t)cfd_frame_scan_idle(s);
+    }
   }
   return 0;
 }

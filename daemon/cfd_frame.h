@@ -58,6 +58,7 @@ typedef struct cfd_frame_scan {
   uint8_t hlen;      /* bytes in hdr */
   uint8_t mask_left; /* mask key bytes still to pass */
   uint8_t in_msg;    /* a data frame without FIN was seen, no final yet */
+  uint32_t done;     /* times the stream came back to idle (wraps) */
 } cfd_frame_scan;
 
 /*

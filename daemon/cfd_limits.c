@@ -234,11 +234,11 @@ uint64_t cfd_limits_untracked(const cfd_limits *l) {
 
 /* --- frame read timeout ------------------------------------------------- */
 
-double cfd_frame_timeout_left(int partial, double last_rx, double timeout,
+double cfd_frame_timeout_left(int partial, double since, double timeout,
                               double now) {
   double left;
   if (!partial || timeout <= 0)
     return -1;
-  left = last_rx + timeout - now;
+  left = since + timeout - now;
   return left > 0 ? left : 0.;
 }

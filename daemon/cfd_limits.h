@@ -108,12 +108,13 @@ uint64_t cfd_limits_untracked(const cfd_limits *l);
 
 /*
  * The frame read timeout rule: a client in the middle of a frame or a
- * fragmented message (partial != 0) that sent nothing since last_rx
- * must be closed `timeout` seconds after it. Returns the seconds left
+ * fragmented message (partial != 0) that began at `since` must be
+ * closed `timeout` seconds after that, however it trickles the rest in
+ * (slowloris). Returns the seconds left
  * (0: time is up), or -1 when no deadline applies (not partial, or
  * timeout <= 0: disabled).
  */
-double cfd_frame_timeout_left(int partial, double last_rx, double timeout,
+double cfd_frame_timeout_left(int partial, double since, double timeout,
                               double now);
 
 #endif /* CFD_LIMITS_H */

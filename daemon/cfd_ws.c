@@ -53,6 +53,8 @@ typedef struct cfd_ws {
   ev_io wio;            /* active while the socket is full */
   ev_timer timer;       /* OPEN: ping/idle; later: close deadline */
   double last_rx;       /* ev_now() of the last byte received */
+  double busy_since;    /* ev_now() when the unfinished frame or
+                           fragmented message began (scan not idle) */
   double last_ping;     /* ev_now() of the last ping sent */
   uint8_t *pre;         /* bytes that came with the HTTP head, or NULL */
   uint32_t pre_len, pre_off;
@@ -304,9 +306,14 @@ static void ws_release(cfd_ws *c) {
  * once wslay has handled the frames before it, which came first.
  */
 static ssize_t rx_scan(cfd_ws *c, const uint8_t *buf, ssize_t n) {
+  uint32_t done = c->scan.done;
+  int idle = cfd_frame_scan_idle(&c->scan);
   if (cfd_frame_scan_feed(&c->scan, buf, (size_t)n,
                           c->ctx->cfg->max_message_size))
     c->too_big = 1;
+  /* Unfinished now, and begun in these bytes: its clock starts. */
+  if (!cfd_frame_scan_idle(&c->scan) && (idle || c->scan.done != done))
+    c->busy_since = ev_now(c->ctx->loop);
   return n;
 }
 
@@ -700,7 +707,7 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents) {
 
 /* Seconds left before the frame read timeout, or -1 (cfd_limits.h). */
 static double frame_left(const cfd_ws *c, double now) {
-  return cfd_frame_timeout_left(!cfd_frame_scan_idle(&c->scan), c->last_rx,
+  return cfd_frame_timeout_left(!cfd_frame_scan_idle(&c->scan), c->busy_since,
                                 c->ctx->cfg->frame_timeout, now);
 }
 

@@ -360,6 +360,24 @@ def frame_timeout():
         chk.ok(how == 'close' and code == 1008 and reason == 'frame timeout',
                'frame timeout: a fragmented message then silence too',
                (code, reason, how))
+        # Slowloris: the rest trickles in, a byte every 0.3 s. The
+        # timeout counts from the frame's first byte, not the last.
+        trickle, _ = connect_from(d.addr, '127.0.0.1', '/ws?room=t')
+        t0 = time.monotonic()
+        trickle.send_raw(whole[:10])
+        for k in range(10, len(whole)):
+            time.sleep(0.3)
+            try:
+                trickle.send_raw(whole[k:k + 1])
+            except OSError:
+                break
+            if time.monotonic() - t0 > 6.0:
+                break
+        code, reason, how = trickle.expect_close(6.0)
+        dt = time.monotonic() - t0
+        chk.ok(how == 'close' and code == 1008 and reason == 'frame timeout'
+               and dt <= 4.0, 'frame timeout: a frame trickled in a byte at '
+               'a time is closed about 1s after it began', (code, how, dt))
         # A client idle between messages is not affected.
         quiet.send_text('hello')
         time.sleep(2.0)
@@ -368,9 +386,9 @@ def frame_timeout():
         chk.ok(roundtrip(a, b, 'bystander'), 'frame timeout: bystanders '
                'chat on')
         m = metrics_from(d, '127.0.0.1')
-        chk.eq(m.value('chatfanout_ws_frame_timeouts_total'), 2,
+        chk.eq(m.value('chatfanout_ws_frame_timeouts_total'), 3,
                'frame timeout: ws_frame_timeouts_total')
-        for c in (a, b, part, frag, quiet):
+        for c in (a, b, part, frag, quiet, trickle):
             c.close()
 
 

@@ -145,11 +145,21 @@ static void test_scan_idle(void **state) {
     assert_int_equal(cfd_frame_scan_feed(&s, SB + i, 1, 1000), 0);
     assert_int_equal(cfd_frame_scan_idle(&s), i == n - 1);
   }
+  assert_int_equal(s.done, 1); /* the ping inside the message: not */
   n = put_frame(SB, 1, 0x9, 5);
   for (i = 0; i < n; i++) {
     assert_int_equal(cfd_frame_scan_feed(&s, SB + i, 1, 1000), 0);
     assert_int_equal(cfd_frame_scan_idle(&s), i == n - 1);
   }
+  assert_int_equal(s.done, 2);
+  /* Three whole messages in one feed, a fourth begun. */
+  n = put_frame(SB, 1, CFD_WS_OP_TEXT, 0);
+  n += put_frame(SB + n, 1, CFD_WS_OP_TEXT, 200);
+  n += put_frame(SB + n, 1, 0x9, 0);
+  n += put_frame(SB + n, 1, CFD_WS_OP_TEXT, 9);
+  assert_int_equal(cfd_frame_scan_feed(&s, SB, n - 3, 1000), 0);
+  assert_int_equal(s.done, 5);
+  assert_false(cfd_frame_scan_idle(&s));
 }
 
 /* Many frames fed in uneven chunks keep their boundaries. */
