@@ -317,8 +317,13 @@ def ping_flood(extra, name, n=100000):
         peak = max(peak, rss_kib(d.proc.pid))
         cfd.log('%s: %d pings written, rss %d -> peak %d KiB'
                 % (name, sent, rss0, peak))
-        chk.ok(peak - rss0 < 32 * 1024, '%s: daemon RSS stays bounded '
-               '(< 32 MiB growth)' % name, (rss0, peak))
+        if cfd.wrapped():
+            # valgrind's own bookkeeping (its queue of freed blocks
+            # alone is 20 MB) is in the RSS: nothing to compare.
+            cfd.log('%s: RSS not checked under %s' % (name, cfd.WRAPPER[0]))
+        else:
+            chk.ok(peak - rss0 < 32 * 1024, '%s: daemon RSS stays bounded '
+                   '(< 32 MiB growth)' % name, (rss0, peak))
         # Now read: pongs, then the close (or the connection is cut).
         f.sock.setblocking(True)
         code, reason, how = f.expect_close(15.0)
