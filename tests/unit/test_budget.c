@@ -264,22 +264,29 @@ static void test_send(void **state) {
   cf_hub_free(h);
 }
 
-/* A join's history counts too: it may push another client out. */
-static void test_join(void **state) {
+/* A hub whose budget is one client buffer, keeping history messages. */
+static cf_hub *hub_with_history(uint32_t history) {
   cf_hub_config cfg;
   cf_hub *h;
-  tc a, b, w;
 
-  (void)state;
   memset(&cfg, 0, sizeof(cfg));
   cfg.version = CF_HUB_CONFIG_VERSION;
   cfg.client_buffer = BUFFER;
   cfg.max_message = 100;
-  cfg.history = 100;
+  cfg.history = history;
   cfg.framer = hf_framer_len;
   cfg.mem = &tm.mem;
   cfg.outbound_budget = BUFFER;
   assert_int_equal(cf_hub_new(&h, &cfg), CF_OK);
+  return h;
+}
+
+/* A join's history counts too: it may push another client out. */
+static void test_join(void **state) {
+  cf_hub *h = hub_with_history(100);
+  tc a, b, w;
+
+  (void)state;
   tc_new(h, &w, "r");
   w.drain_on_wake = 1;
   pub_n(h, "r", 100); /* kept as history, w read them */
@@ -300,21 +307,11 @@ static void test_join(void **state) {
  * answer stays at the head of its outbox.
  */
 static void test_join_unwritten(void **state) {
-  cf_hub_config cfg;
-  cf_hub *h;
+  cf_hub *h = hub_with_history(400);
   tc a, w, j;
   struct iovec iov[1];
 
   (void)state;
-  memset(&cfg, 0, sizeof(cfg));
-  cfg.version = CF_HUB_CONFIG_VERSION;
-  cfg.client_buffer = BUFFER;
-  cfg.max_message = 100;
-  cfg.history = 400;
-  cfg.framer = hf_framer_len;
-  cfg.mem = &tm.mem;
-  cfg.outbound_budget = BUFFER;
-  assert_int_equal(cf_hub_new(&h, &cfg), CF_OK);
   tc_new(h, &w, "r");
   w.drain_on_wake = 1;
   pub_n(h, "r", 400); /* history: 400 x 169 = 67600, over the budget */
