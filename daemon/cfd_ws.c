@@ -242,16 +242,21 @@ static void ws_fail(cfd_ws *c, uint16_t code, const char *why) {
  * wslay cannot send one with a code (it queues an empty close when its
  * frame parser rejects input). Returns -1 when c must be freed.
  */
-static int ws_close_raw(cfd_ws *c, uint16_t code, const char *why) {
+static int close_frame_out(cfd_ws *c, uint16_t code, const char *why) {
   uint8_t f[CFD_FRAME_CLOSE_MAX];
   size_t n = cfd_frame_close(f, code, why, strlen(why));
-  wslay_event_shutdown_read(c->ws);
-  wslay_event_shutdown_write(c->ws);
   if (cf_client_send(c->client, f, n) != CF_OK)
     return -1;
   c->close_why = why;
   closing_begin(c, code);
   return 0;
+}
+
+/* After wslay refused input: its own (empty) close must not go out. */
+static int ws_close_raw(cfd_ws *c, uint16_t code, const char *why) {
+  wslay_event_shutdown_read(c->ws);
+  wslay_event_shutdown_write(c->ws);
+  return close_frame_out(c, code, why);
 }
 
 /*
@@ -260,17 +265,10 @@ static int ws_close_raw(cfd_ws *c, uint16_t code, const char *why) {
  * freed.
  */
 static int ws_pump(cfd_ws *c) {
-  uint8_t f[CFD_FRAME_CLOSE_MAX];
-  size_t n;
   if (c->ws == NULL) {
     if (c->state != WS_OPEN || c->close_why == NULL)
       return 0;
-    n = cfd_frame_close(f, c->close_code, c->close_why,
-                        strlen(c->close_why));
-    if (cf_client_send(c->client, f, n) != CF_OK)
-      return -1;
-    closing_begin(c, c->close_code);
-    return 0;
+    return close_frame_out(c, c->close_code, c->close_why);
   }
   if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0)
     return -1;
