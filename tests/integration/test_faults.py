@@ -419,13 +419,6 @@ async def scenario(fq):
 
 
 def main():
-    # Known issue, open: under memcheck, one run in two here reports a
-    # double free inside libcurl 7.88.1 (freed by a timeout in
-    # curl_multi_socket_action, freed again by the next socket event),
-    # during the blackhole. Not seen plain or under ASan. Skipped under
-    # a wrapper until it is understood (see the note on issue 5).
-    cfd.skip_if_wrapped('libcurl double free under memcheck on the '
-                        'timeout path: known issue, under investigation')
     fq = tc.Fauxqs().start()
     t0 = time.monotonic()
     try:

@@ -35,6 +35,8 @@
 #define DEFAULT_CONNECT_TIMEOUT 5.0
 /* Easy handles kept for reuse; more are cleaned up. */
 #define POOL_MAX 8
+/* First libcurl whose reused easy handles forget old headers (8.1.0). */
+#define CURL_FRESH_HEADERS 0x080100
 /* Idle TCP seconds before keepalive probes start, and between probes. */
 #define KEEPIDLE 60L
 #define KEEPINTVL 20L
@@ -81,6 +83,7 @@ struct cf__http {
   size_t inflight;
   CURL *pool[POOL_MAX]; /* reset easy handles ready for reuse */
   size_t npool;
+  size_t pool_max;      /* POOL_MAX, or 0 where reuse is unsafe */
   int dispatching;      /* depth of io/timer dispatch on the stack */
   int freeing;          /* cf__http_free() was called during dispatch */
 };
@@ -179,7 +182,7 @@ static int on_curl_timer(CURLM *multi, long timeout_ms, void *ud) {
 /* ---- transfer lifetime ------------------------------------------------ */
 
 static void easy_release(cf__http *h, CURL *easy) {
-  if (h->npool < POOL_MAX) {
+  if (h->npool < h->pool_max) {
     curl_easy_reset(easy);
     h->pool[h->npool++] = easy;
     return;
@@ -342,6 +345,12 @@ int cf__http_new(cf__http **out, const cf_loop *loop, const cf_mem *mem) {
     return CF_ERR_NOMEM;
   h->mem = m;
   h->loop = *loop;
+  /* Before 8.1.0, a reused easy handle kept a pointer to the previous
+   * transfer's freed response headers, followed when the next response
+   * began with a folded header line: a use after free (curl #11101,
+   * fixed by #11103). Debian 12 ships 7.88.1. Connections are kept by
+   * the multi handle, so fresh easy handles still reuse them. */
+  h->pool_max = vi->version_num >= CURL_FRESH_HEADERS ? POOL_MAX : 0;
   cf_list_init(&h->xfers);
   cf_list_init(&h->parked);
   cf_list_init(&h->socks);
