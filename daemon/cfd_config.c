@@ -41,6 +41,7 @@ enum opt_kind {
   OPT_FORMAT,
   OPT_HEX64,    /* instance id: 1-16 hex digits, not 0 */
   OPT_TOPOLOGY, /* sns or queues */
+  OPT_URING,    /* auto, on or off */
   OPT_BOOL,     /* no value as a flag; BOOL after = or in the env */
   OPT_STRING,   /* copied into a char[hi] field after check() */
   OPT_HELP,
@@ -140,6 +141,10 @@ static const opt opts[] = {
      "      backlogs are closed (1008 slow consumer); 0: no limit, else\n"
      "      at least --client-buffer",
      OPT_SIZE, F(outbound_budget), 0, SIZE_MAX, 0, NULL},
+    {"io-uring", "CHATFANOUT_IO_URING", "MODE", "auto",
+     "batch the writes to clients through io_uring: auto (when the\n"
+     "      kernel allows it), on (fail to start without), off",
+     OPT_URING, 0, 0, 0, 0, NULL},
     {"shutdown-timeout", "CHATFANOUT_SHUTDOWN_TIMEOUT", "DUR", "5s",
      "time to drain clients on SIGTERM/SIGINT", OPT_DURATION,
      F(shutdown_timeout), 0, 0, 1, NULL},
@@ -647,6 +652,16 @@ static int apply(cfd_config *cfg, const opt *o, const char *v, int from_env,
       cfg->sqs_topology = CF_SQS_QUEUES;
     else
       return fail(e, "%s: unknown topology '%.32s' (sns, queues)", name, v);
+    return CFD_CONFIG_OK;
+  case OPT_URING:
+    if (strcmp(v, "auto") == 0)
+      cfg->io_uring = CFD_URING_AUTO;
+    else if (strcmp(v, "on") == 0)
+      cfg->io_uring = CFD_URING_ON;
+    else if (strcmp(v, "off") == 0)
+      cfg->io_uring = CFD_URING_OFF;
+    else
+      return fail(e, "%s: unknown mode '%.32s' (auto, on, off)", name, v);
     return CFD_CONFIG_OK;
   case OPT_BOOL:
     if ((n = parse_bool(v)) < 0)

@@ -40,6 +40,7 @@ typedef struct cfd_config {
   unsigned msg_burst;      /* 1-1000000, default 1000 */
   double frame_timeout;    /* seconds silent mid-frame, def. 15, 0 off */
   size_t outbound_budget;  /* bytes in all outboxes, def. 256 MiB, 0 off */
+  int io_uring;            /* enum cfd_uring_mode, default auto */
   int log_level;           /* enum cfd_log_level, default info */
   int log_format;          /* enum cfd_log_format, default text */
   uint64_t instance_id;    /* --instance-id, 1-16 hex digits; 0: random */
@@ -62,6 +63,13 @@ typedef struct cfd_config {
   double sqs_stale_after;  /* seconds, more than sqs_heartbeat, def. 600 */
   unsigned sqs_retention;  /* seconds, 60-1209600, default 300 */
 } cfd_config;
+
+/* --io-uring: batch client writes through io_uring (cfd_batch.h). */
+enum cfd_uring_mode {
+  CFD_URING_AUTO = 0, /* when the kernel allows it */
+  CFD_URING_ON,       /* or refuse to start */
+  CFD_URING_OFF
+};
 
 /* Result of cfd_config_parse. */
 enum {

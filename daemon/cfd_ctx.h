@@ -13,6 +13,7 @@
 #include "cfd_config.h"
 #include "cfd_metrics.h"
 
+struct cfd_batch;
 struct cfd_ws;
 struct cfd_limits;
 
@@ -33,6 +34,9 @@ typedef struct cfd_ctx {
    * started only while ws_dirty is not empty (cfd_ws.c). */
   struct cfd_ws *ws_dirty;
   ev_prepare ws_flush;
+  /* Batches those writes through io_uring (cfd_batch.h); NULL: each
+   * connection is written with its own writev. Owned by main(). */
+  struct cfd_batch *batch;
   /* Per-address limits (cfd_limits.h), owned by the server; NULL once
    * it is freed. A WebSocket connection releases its address's count
    * when it ends. */

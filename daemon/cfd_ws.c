@@ -11,6 +11,7 @@
 
 #include <wslay/wslay.h>
 
+#include "cfd_batch.h"
 #include "cfd_frame.h"
 #include "cfd_limits.h"
 #include "cfd_log.h"
@@ -645,27 +646,29 @@ static int ws_write(cfd_ws *c) {
 }
 
 /*
- * Moves wslay's output to the outbox and writes it; arms wio when the
- * socket is full, stops it when the outbox is empty. Produces no new
- * output after its last write, so c can leave the dirty list after it.
- * Returns -1 when c was freed.
+ * Before a write: ends the write side of a lingering connection, moves
+ * wslay's output to the outbox. Returns 1 when c may have something to
+ * write, 0 when not, -1 when c was freed.
  */
-static int ws_flush(cfd_ws *c) {
-  struct ev_loop *loop = c->ctx->loop;
-  int rv;
+static int flush_prep(cfd_ws *c) {
   if (c->state == WS_LINGER) {
-    ev_io_stop(loop, &c->wio);
+    ev_io_stop(c->ctx->loop, &c->wio);
     return 0;
   }
   if (ws_pump(c) != 0) {
     ws_free(c);
     return -1;
   }
-  if ((rv = ws_write(c)) < 0)
-    return -1;
+  return 1;
+}
+
+/* After a write (ws_write()'s rv >= 0): arms wio while the socket is
+ * full, else stops it and goes on with what waited for the output. */
+static void flush_done(cfd_ws *c, int rv) {
+  struct ev_loop *loop = c->ctx->loop;
   if (rv == 0) {
     ev_io_start(loop, &c->wio);
-    return 0;
+    return;
   }
   ev_io_stop(loop, &c->wio);
   if (c->state == WS_CLOSING)
@@ -676,7 +679,93 @@ static int ws_flush(cfd_ws *c) {
    * begun: the client got a close frame without a 101. */
   else if (c->pre != NULL)
     ev_feed_event(loop, &c->rio, EV_READ);
+}
+
+/* Writes what is left in c's outbox itself. Returns -1 when c was
+ * freed. */
+static int flush_direct(cfd_ws *c) {
+  int rv = ws_write(c);
+  if (rv < 0)
+    return -1;
+  flush_done(c, rv);
   return 0;
+}
+
+/*
+ * Moves wslay's output to the outbox and writes it; arms wio when the
+ * socket is full, stops it when the outbox is empty. Produces no new
+ * output after its last write, so c can leave the dirty list after it.
+ * Returns -1 when c was freed.
+ */
+static int ws_flush(cfd_ws *c) {
+  int rv = flush_prep(c);
+  if (rv > 0)
+    rv = flush_direct(c);
+  return rv < 0 ? -1 : 0;
+}
+
+/*
+ * Takes the outcome of one batched write (cfd_batch.h), whose bytes
+ * were already consumed from the outbox.
+ */
+static void flush_result(cfd_ws *c, ssize_t r, size_t want) {
+  if (r == CFD_BATCH_NOT_RUN || r == -EINTR) {
+    flush_direct(c);
+  } else if (r == -EAGAIN || r == -EWOULDBLOCK) {
+    flush_done(c, 0);
+  } else if (r < 0) {
+    log_close(c, CFD_LOG_DEBUG, "ws disconnect", 1006, strerror((int)-r));
+    ws_free(c);
+  } else if ((size_t)r < want) {
+    flush_done(c, 0); /* the socket is full */
+  } else {
+    flush_direct(c);  /* the rest of the outbox, often nothing */
+  }
+}
+
+/*
+ * The dirty list through io_uring, CFD_BATCH_MAX connections per system
+ * call. Each connection leaves the list once its write is queued; until
+ * the batch has run nothing else runs, so none is freed meanwhile. The
+ * results are then taken in two passes: first every outbox consumes
+ * what was written (pure bookkeeping), then come the actions that may
+ * free a connection or call out.
+ */
+static void flush_batched(cfd_ctx *ctx, cfd_batch *b) {
+  struct iovec iov[CFD_BATCH_IOV];
+  unsigned i, n;
+  cfd_ws *c;
+  int cnt;
+  while (ctx->ws_dirty != NULL && !cfd_batch_dead(b)) {
+    while ((c = ctx->ws_dirty) != NULL &&
+           cfd_batch_count(b) < CFD_BATCH_MAX) {
+      int rv = flush_prep(c);
+      if (rv < 0)
+        continue; /* freed, and so off the list */
+      dirty_del(c);
+      if (rv == 0)
+        continue;
+      cnt = cf_client_iov(c->client, iov, CFD_BATCH_IOV);
+      if (cnt <= 0)
+        flush_done(c, 1);
+      else if (cfd_batch_add(b, c->rio.fd, iov, cnt, c) < 0)
+        flush_direct(c);
+    }
+    n = cfd_batch_run(b);
+    if (cfd_batch_dead(b))
+      cfd_log(CFD_LOG_WARN, "client writes", "io_uring", "failed", "now",
+              "writev", NULL);
+    for (i = 0; i < n; i++) {
+      ssize_t r = cfd_batch_result(b, i);
+      if (r > 0) {
+        c = cfd_batch_owner(b, i);
+        cf_client_consume(c->client, (size_t)r);
+      }
+    }
+    for (i = 0; i < n; i++)
+      flush_result(cfd_batch_owner(b, i), cfd_batch_result(b, i),
+                   cfd_batch_want(b, i));
+  }
 }
 
 /*
@@ -690,6 +779,8 @@ static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
   cfd_ws *c;
   (void)loop;
   (void)revents;
+  if (ctx->batch != NULL)
+    flush_batched(ctx, ctx->batch);
   while ((c = ctx->ws_dirty) != NULL) {
     if (ws_flush(c) == 0)
       dirty_del(c);

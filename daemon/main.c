@@ -4,6 +4,7 @@
  * everything. Exit status: 0 after a signal, 1 when startup fails, 2 for
  * a bad configuration.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include <chatfanout/cf_queue_sqs.h>
 #include <chatfanout/chatfanout.h>
 
+#include "cfd_batch.h"
 #include "cfd_config.h"
 #include "cfd_ctx.h"
 #include "cfd_frame.h"
@@ -308,6 +310,23 @@ static void signals_start(daemon_t *d, struct ev_loop *loop) {
   d->drain.data = d;
 }
 
+/* The io_uring write batcher, as --io-uring says. */
+static int batch_open(daemon_t *d, const cfd_config *cfg) {
+  if (cfg->io_uring == CFD_URING_OFF) {
+    cfd_log(CFD_LOG_INFO, "client writes", "io_uring", "off", NULL);
+    return 0;
+  }
+  d->ctx.batch = cfd_batch_new();
+  if (d->ctx.batch != NULL) {
+    cfd_log(CFD_LOG_INFO, "client writes", "io_uring", "on", NULL);
+    return 0;
+  }
+  cfd_log(cfg->io_uring == CFD_URING_ON ? CFD_LOG_ERROR : CFD_LOG_INFO,
+          "client writes", "io_uring", "unavailable", "error",
+          strerror(errno), NULL);
+  return cfg->io_uring == CFD_URING_ON ? -1 : 0;
+}
+
 /* Frees in reverse order of creation; every part accepts NULL. */
 static void teardown(daemon_t *d, struct ev_loop *loop) {
   ev_signal_stop(loop, &d->sigterm);
@@ -317,6 +336,7 @@ static void teardown(daemon_t *d, struct ev_loop *loop) {
   ev_check_stop(loop, &d->queue_watch);
   cfd_server_free(d->server);
   cfd_ws_free_all(&d->ctx);
+  cfd_batch_free(d->ctx.batch);
   if (d->hub && d->queue)
     cf_hub_attach_queue(d->hub, NULL);
   cf_queue_free(d->queue);
@@ -346,6 +366,8 @@ static int run(const cfd_config *cfg) {
     cfd_log(CFD_LOG_INFO, "starting", "version", cf_version_string(),
             "queue", cfg->queue, "instance", id, NULL);
   }
+  if (rc == 0 && batch_open(&d, cfg) != 0)
+    rc = 1;
   if (rc == 0 && queue_open(&d, cfg) != 0)
     rc = 1;
   if (rc == 0) {

@@ -94,6 +94,7 @@ static void test_defaults(void **state) {
   assert_true(cfg.shutdown_timeout == 5);
   assert_int_equal(cfg.log_level, CFD_LOG_INFO);
   assert_int_equal(cfg.log_format, CFD_LOG_TEXT);
+  assert_int_equal(cfg.io_uring, CFD_URING_AUTO);
   assert_true(cfg.instance_id == 0);
   assert_int_equal(cfg.sqs_topology, CF_SQS_SNS);
   assert_int_equal(cfg.sqs_fifo, 0);
@@ -222,6 +223,28 @@ static void test_queue_log(void **state) {
   ok(&cfg, ARGS("--log-level", "error"), NULL);
   assert_int_equal(cfg.log_level, CFD_LOG_ERROR);
   cfd_config_free(&cfg);
+}
+
+static void test_io_uring(void **state) {
+  cfd_config cfg;
+  (void)state;
+  ok(&cfg, ARGS("--io-uring", "off"), NULL);
+  assert_int_equal(cfg.io_uring, CFD_URING_OFF);
+  cfd_config_free(&cfg);
+  ok(&cfg, ARGS("--io-uring=on"), NULL);
+  assert_int_equal(cfg.io_uring, CFD_URING_ON);
+  cfd_config_free(&cfg);
+  ok(&cfg, NULL, ARGS("CHATFANOUT_IO_URING=off"));
+  assert_int_equal(cfg.io_uring, CFD_URING_OFF);
+  cfd_config_free(&cfg);
+  /* The flag wins over the environment. */
+  ok(&cfg, ARGS("--io-uring", "auto"), ARGS("CHATFANOUT_IO_URING=off"));
+  assert_int_equal(cfg.io_uring, CFD_URING_AUTO);
+  cfd_config_free(&cfg);
+  bad_flag("--io-uring", "yes", "--io-uring: unknown mode 'yes' (auto, on, "
+           "off)");
+  bad(NULL, ARGS("CHATFANOUT_IO_URING=1"),
+      "CHATFANOUT_IO_URING: unknown mode '1'");
 }
 
 static void test_sqs_flags(void **state) {
@@ -594,6 +617,7 @@ static void test_help_version(void **state) {
       "--ping-interval DUR", "CHATFANOUT_PING_INTERVAL", "30s",
       "--idle-timeout DUR", "CHATFANOUT_IDLE_TIMEOUT", "120s",
       "--header-timeout DUR", "CHATFANOUT_HEADER_TIMEOUT", "10s",
+      "--io-uring MODE", "CHATFANOUT_IO_URING", "auto",
       "--shutdown-timeout DUR", "CHATFANOUT_SHUTDOWN_TIMEOUT", "5s",
       "--log-level LEVEL", "CHATFANOUT_LOG_LEVEL",
       "--log-format FMT", "CHATFANOUT_LOG_FORMAT",
@@ -755,6 +779,7 @@ int main(void) {
       cmocka_unit_test(test_sizes),
       cmocka_unit_test(test_numbers_durations),
       cmocka_unit_test(test_queue_log),
+      cmocka_unit_test(test_io_uring),
       cmocka_unit_test(test_sqs_flags),
       cmocka_unit_test(test_sqs_env),
       cmocka_unit_test(test_sqs_errors),
