@@ -8,11 +8,10 @@
  *   the rest the body (NUL-terminated, as the HTTP client hands it)
  *
  * A successful SQS reply is then read as a ReceiveMessage answer the
- * way cf_sqs_recv.c does (its functions are static, so the few lines
- * that pick the bodies are repeated here): each Body is decoded as an
- * envelope, directly or out of an SNS notification, and pushed through
- * a small reorder window, which must hand back every envelope it took
- * exactly once.
+ * way cf_sqs_recv.c does: each Body goes through cf__sqs_body_read()
+ * (one envelope, a bundle, or an SNS notification wrapping either), and
+ * every envelope it yields is pushed through a small reorder window,
+ * which must hand back every envelope it took exactly once.
  */
 #include "cf_aws.h"
 #include "cf_aws_xml.h"
@@ -38,25 +37,6 @@ static void check_result(const cf__aws_reply *rep, int proto) {
     FUZZ_CHECK(r->message[0] != '\0');
 }
 
-/* decode_body() of cf_sqs_recv.c. */
-static int decode_body(const char *body, size_t len, const cf_mem *mem,
-                       cf_envelope **env) {
-  const char *why, *inner, *type;
-  json_t *w;
-  int rv = cf__envelope_decode(env, body, len, mem, &why);
-  if (rv != CF_ERR_PARSE)
-    return rv;
-  w = json_loadb(body, len, 0, NULL);
-  inner = cf__sqs_json_str(w, "Message");
-  type = cf__sqs_json_str(w, "Type");
-  if (inner != NULL && type != NULL && strcmp(type, "Notification") == 0)
-    rv = cf__envelope_decode(
-        env, inner, json_string_length(json_object_get(w, "Message")), mem,
-        &why);
-  json_decref(w);
-  return rv;
-}
-
 static size_t pop_all(cf__sqs_reorder *ro, double now, const cf_mem *mem) {
   cf_envelope *e;
   size_t n = 0;
@@ -68,34 +48,50 @@ static size_t pop_all(cf__sqs_reorder *ro, double now, const cf_mem *mem) {
   return n;
 }
 
+typedef struct reader {
+  cf__sqs_reorder *ro;
+  const cf_mem *mem;
+  double now;
+  size_t in, out, bad;
+} reader;
+
+static int on_env(void *ud, cf_envelope *env) {
+  reader *r = ud;
+  FUZZ_CHECK(cf__envelope_check(env) == CF_OK);
+  if (cf__sqs_reorder_push(r->ro, env, r->now) == CF_OK)
+    r->in++;
+  else
+    cf__envelope_free(env, r->mem);
+  return 0;
+}
+
+static void on_bad(void *ud, int error, const char *why) {
+  reader *r = ud;
+  FUZZ_CHECK(error != CF_OK && why != NULL);
+  r->bad++;
+}
+
 static void receive_all(const json_t *data, const cf_mem *mem) {
   const cf__sqs_reorder_limits lim = {0.5, 3, 3, 2048};
   const json_t *msgs = json_object_get(data, "Messages");
-  size_t i, n = cf__sqs_json_list_size(msgs), in = 0, out = 0;
+  size_t i, n = cf__sqs_json_list_size(msgs);
   cf__sqs_reorder_stats st;
-  cf__sqs_reorder *ro;
-  cf_envelope *env;
-  double now = 0;
+  reader r = {NULL, mem, 0, 0, 0, 0};
 
-  FUZZ_CHECK(cf__sqs_reorder_new(&ro, &lim, mem) == CF_OK);
-  for (i = 0; i < n; i++, now += 0.2) {
+  FUZZ_CHECK(cf__sqs_reorder_new(&r.ro, &lim, mem) == CF_OK);
+  for (i = 0; i < n; i++, r.now += 0.2) {
     const json_t *m = cf__sqs_json_list_get(msgs, i);
     const json_t *body = json_object_get(m, "Body");
     (void)cf__sqs_json_str(m, "ReceiptHandle");
-    if (!json_is_string(body) ||
-        decode_body(json_string_value(body), json_string_length(body), mem,
-                    &env) != CF_OK)
-      continue;
-    if (cf__sqs_reorder_push(ro, env, now) == CF_OK)
-      in++;
-    else
-      cf__envelope_free(env, mem);
-    out += pop_all(ro, now, mem);
+    if (json_is_string(body))
+      cf__sqs_body_read(json_string_value(body), json_string_length(body),
+                        mem, on_env, on_bad, &r);
+    r.out += pop_all(r.ro, r.now, mem);
   }
-  out += pop_all(ro, now + 3600, mem);
-  cf__sqs_reorder_get_stats(ro, &st);
-  FUZZ_CHECK(in == out && st.held == 0 && st.bytes == 0);
-  cf__sqs_reorder_free(ro);
+  r.out += pop_all(r.ro, r.now + 3600, mem);
+  cf__sqs_reorder_get_stats(r.ro, &st);
+  FUZZ_CHECK(r.in == r.out && st.held == 0 && st.bytes == 0);
+  cf__sqs_reorder_free(r.ro);
 }
 
 static void xml_direct(const char *body, size_t len, size_t name_size,

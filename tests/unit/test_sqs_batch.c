@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cf_sqs_batch.h"
@@ -59,6 +60,108 @@ static json_t *load(const char *text) {
 }
 
 /* --- messages -------------------------------------------------------- */
+
+/* What cf__sqs_body_read() handed out. */
+typedef struct got_body {
+  uint64_t seq[16];
+  unsigned n, bad, stop_after;
+  int last_error;
+} got_body;
+
+static int body_each(void *ud, cf_envelope *env) {
+  got_body *g = ud;
+  assert_true(g->n < 16);
+  g->seq[g->n++] = env->seq;
+  cf__envelope_free(env, &tm.mem);
+  return g->stop_after != 0 && g->n == g->stop_after;
+}
+
+static void body_bad(void *ud, int error, const char *why) {
+  got_body *g = ud;
+  assert_non_null(why);
+  g->bad++;
+  g->last_error = error;
+}
+
+static void read_body(const char *body, got_body *g, unsigned stop_after) {
+  memset(g, 0, sizeof(*g));
+  g->stop_after = stop_after;
+  cf__sqs_body_read(body, strlen(body), &tm.mem, body_each, body_bad, g);
+}
+
+/* A bundle of seqs 1..n, as the sender writes it. */
+static cf__sqs_msg *mkbundle(unsigned n) {
+  cf_envelope e = {0xabcull, 1, 5, "lobby", 5, CF_MSG_TEXT, "hi", 2};
+  cf__sqs_msg *m;
+  size_t added;
+  unsigned i;
+  assert_int_equal(cf__sqs_msg_new(&m, &e, CF__SQS_SIZE_MAX, &tm.mem),
+                   CF_OK);
+  for (i = 2; i <= n; i++) {
+    e.seq = i;
+    assert_int_equal(cf__sqs_msg_append(&m, &e, CF__SQS_BUNDLE_MAX, &tm.mem,
+                                        &added), CF_OK);
+  }
+  return m;
+}
+
+static void test_body_read(void **state) {
+  cf__sqs_msg *m = mkbundle(3);
+  char bundle[1024], buf[4096];
+  const char *nl;
+  json_t *note;
+  char *text;
+  got_body g;
+  (void)state;
+  assert_true(m->len < sizeof(bundle));
+  memcpy(bundle, m->body, m->len + 1);
+  assert_int_equal(cf__sqs_msg_unref(m, &tm.mem), 1);
+  nl = strchr(bundle, '\n');
+  assert_non_null(nl);
+  /* One envelope; a bundle; the bundle with empty lines around. */
+  read_body(strrchr(bundle, '\n') + 1, &g, 0);
+  assert_int_equal(g.n, 1);
+  assert_int_equal(g.seq[0], 3);
+  read_body(bundle, &g, 0);
+  assert_int_equal(g.n, 3);
+  assert_true(g.seq[0] == 1 && g.seq[1] == 2 && g.seq[2] == 3);
+  assert_int_equal(g.bad, 0);
+  snprintf(buf, sizeof(buf), "\n%s\n\n", bundle);
+  read_body(buf, &g, 0);
+  assert_int_equal(g.n, 3);
+  assert_int_equal(g.bad, 0);
+  /* A bad line is reported and the others still come. */
+  snprintf(buf, sizeof(buf), "%.*snot an envelope\n%s",
+           (int)(nl - bundle + 1), bundle, nl + 1);
+  read_body(buf, &g, 0);
+  assert_int_equal(g.n, 3);
+  assert_int_equal(g.bad, 1);
+  assert_int_equal(g.last_error, CF_ERR_PARSE);
+  /* An SNS notification (AWS writes it over several lines). */
+  note = json_pack("{s:s, s:s, s:s}", "Type", "Notification", "MessageId",
+                   "x", "Message", bundle);
+  assert_non_null(note);
+  text = json_dumps(note, JSON_INDENT(2));
+  assert_non_null(text);
+  assert_non_null(strchr(text, '\n'));
+  read_body(text, &g, 0);
+  assert_int_equal(g.n, 3);
+  assert_int_equal(g.bad, 0);
+  /* The reader stops when asked. */
+  read_body(text, &g, 2);
+  assert_int_equal(g.n, 2);
+  read_body(bundle, &g, 1);
+  assert_int_equal(g.n, 1);
+  free(text);
+  json_decref(note);
+  /* Not an envelope, nor a notification. */
+  read_body("{\"Type\":\"SubscriptionConfirmation\"}", &g, 0);
+  assert_int_equal(g.n, 0);
+  assert_int_equal(g.bad, 1);
+  read_body("", &g, 0);
+  assert_int_equal(g.n + g.bad, 0);
+  assert_int_equal(tm.live, 0);
+}
 
 static void test_msg_encodes_once(void **state) {
   cf_envelope e = {0xabcull, 7, 1700000000000ull, "lobby", 5, CF_MSG_TEXT,
@@ -514,6 +617,7 @@ int main(void) {
     cmocka_unit_test_setup(test_apply_bad_input, setup),
     cmocka_unit_test_setup(test_json_list, setup),
     cmocka_unit_test_setup(test_msg_bundle, setup),
+    cmocka_unit_test_setup(test_body_read, setup),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

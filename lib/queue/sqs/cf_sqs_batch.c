@@ -429,3 +429,76 @@ int cf__sqs_batch_apply(cf__sqs_batch *b, const json_t *data,
   }
   return CF_OK;
 }
+
+/* --- reading a body ------------------------------------------------------ */
+
+typedef struct body_reader {
+  const cf_mem *mem;
+  cf__sqs_body_each each;
+  cf__sqs_body_bad bad;
+  void *ud;
+  int stop;
+} body_reader;
+
+/* One line; returns nonzero to stop. */
+static int read_line(body_reader *r, const char *p, size_t len) {
+  const char *why = "out of memory";
+  cf_envelope *env;
+  int rv = cf__envelope_decode(&env, p, len, r->mem, &why);
+  if (rv == CF_OK)
+    r->stop = r->each(r->ud, env);
+  else
+    r->bad(r->ud, rv, why);
+  return r->stop;
+}
+
+static void read_lines(body_reader *r, const char *p, size_t len) {
+  const char *end = p + len, *nl;
+  for (; p < end && !r->stop; p = nl + 1) {
+    nl = memchr(p, '\n', (size_t)(end - p));
+    if (nl == NULL)
+      nl = end;
+    if (nl > p)
+      read_line(r, p, (size_t)(nl - p));
+  }
+}
+
+/* An SNS notification: returns 1 when body was one (and was read). */
+static int read_wrapped(body_reader *r, const char *body, size_t len) {
+  json_t *w = json_loadb(body, len, 0, NULL);
+  const json_t *m = json_object_get(w, "Message");
+  const char *type = cf__sqs_json_str(w, "Type");
+  int rv = 0;
+  if (json_is_string(m) && type != NULL &&
+      strcmp(type, "Notification") == 0) {
+    read_lines(r, json_string_value(m), json_string_length(m));
+    rv = 1;
+  }
+  json_decref(w);
+  return rv;
+}
+
+void cf__sqs_body_read(const char *body, size_t len, const cf_mem *mem,
+                       cf__sqs_body_each each, cf__sqs_body_bad bad,
+                       void *ud) {
+  body_reader r = {mem, each, bad, ud, 0};
+  const char *why = "out of memory", *nl = memchr(body, '\n', len);
+  size_t first = nl != NULL ? (size_t)(nl - body) : len;
+  cf_envelope *env;
+  int rv;
+  if (first == 0) {
+    read_lines(&r, body, len);
+    return;
+  }
+  /* The first line alone decides: an envelope, or the start of a
+   * notification that spans the body. */
+  rv = cf__envelope_decode(&env, body, first, mem, &why);
+  if (rv == CF_OK)
+    r.stop = each(ud, env);
+  else if (rv == CF_ERR_PARSE && read_wrapped(&r, body, len))
+    return;
+  else
+    bad(ud, rv, why);
+  if (nl != NULL && !r.stop)
+    read_lines(&r, nl + 1, len - first - 1);
+}

@@ -163,4 +163,18 @@ const json_t *cf__sqs_json_list_get(const json_t *v, size_t i);
 /* The string value of key in obj, or NULL. */
 const char *cf__sqs_json_str(const json_t *obj, const char *key);
 
+/*
+ * Reading a received body, the other side of bundles. A body is one
+ * envelope, a bundle (envelopes one per line; empty lines are skipped),
+ * or an SNS notification (which AWS writes over several lines) whose
+ * "Message" is either. each() gets every envelope decoded, in order,
+ * and owns it; a nonzero return stops the reading. bad() gets each
+ * line that is not an envelope, with the decoder's error and reason.
+ */
+typedef int (*cf__sqs_body_each)(void *ud, cf_envelope *env);
+typedef void (*cf__sqs_body_bad)(void *ud, int error, const char *why);
+void cf__sqs_body_read(const char *body, size_t len, const cf_mem *mem,
+                       cf__sqs_body_each each, cf__sqs_body_bad bad,
+                       void *ud);
+
 #endif /* CF_SQS_BATCH_H */

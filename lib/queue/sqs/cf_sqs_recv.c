@@ -189,8 +189,6 @@ static void del_submit(sqs_del *d) {
 
 /* --- decoding and delivery ------------------------------------------------ */
 
-static void receive_lines(sqs *s, const char *p, size_t len);
-
 static void report(sqs *s, cf_envelope *env) {
   cf_queue_report_message(s->q, env);
   cf__envelope_free(env, &s->mem);
@@ -244,69 +242,14 @@ static void receive_env(sqs *s, cf_envelope *env) {
     report(s, env); /* out of memory: late rather than never */
 }
 
-/* A bundle: envelopes one per line (JSON text has no raw newline). */
-static void receive_lines(sqs *s, const char *p, size_t len) {
-  const char *end = p + len, *nl, *why;
-  cf_envelope *env;
-  int rv;
-
-  for (; p < end && !sqs_freeing(s); p = nl + 1) {
-    nl = memchr(p, '\n', (size_t)(end - p));
-    if (nl == NULL)
-      nl = end;
-    if (nl == p)
-      continue;
-    why = "out of memory";
-    rv = cf__envelope_decode(&env, p, (size_t)(nl - p), &s->mem, &why);
-    if (rv == CF_OK)
-      receive_env(s, env);
-    else
-      undecodable(s, rv, why);
-  }
+static int on_body_env(void *ud, cf_envelope *env) {
+  sqs *s = ud;
+  receive_env(s, env);
+  return sqs_freeing(s);
 }
 
-/*
- * Without raw delivery SNS wraps the body in a notification whose
- * "Message" is the text. Returns 1 when body was one (and handled).
- */
-static int receive_wrapped(sqs *s, const char *body, size_t len) {
-  json_t *w = json_loadb(body, len, 0, NULL);
-  const json_t *m = json_object_get(w, "Message");
-  const char *type = cf__sqs_json_str(w, "Type");
-  int rv = 0;
-
-  if (json_is_string(m) && type != NULL &&
-      strcmp(type, "Notification") == 0) {
-    receive_lines(s, json_string_value(m), json_string_length(m));
-    rv = 1;
-  }
-  json_decref(w);
-  return rv;
-}
-
-/*
- * A body: one envelope, a bundle of them (one per line), or an SNS
- * notification (which AWS writes over several lines) wrapping either.
- */
-static void receive_one(sqs *s, const char *body, size_t len) {
-  const char *why = "out of memory", *nl = memchr(body, '\n', len);
-  size_t first = nl != NULL ? (size_t)(nl - body) : len;
-  cf_envelope *env;
-  int rv;
-
-  if (first == 0) {
-    receive_lines(s, body, len); /* (empty lines are skipped there) */
-    return;
-  }
-  rv = cf__envelope_decode(&env, body, first, &s->mem, &why);
-  if (rv == CF_OK)
-    receive_env(s, env);
-  else if (rv == CF_ERR_PARSE && receive_wrapped(s, body, len))
-    return;
-  else
-    undecodable(s, rv, why);
-  if (nl != NULL)
-    receive_lines(s, nl + 1, len - first - 1);
+static void on_body_bad(void *ud, int error, const char *why) {
+  undecodable(ud, error, why);
 }
 
 /* Handles a ReceiveMessage answer; returns the number of messages. */
@@ -320,7 +263,8 @@ static size_t receive_all(sqs *s, const json_t *data) {
     const json_t *body = json_object_get(m, "Body");
     const char *h = cf__sqs_json_str(m, "ReceiptHandle");
     if (json_is_string(body))
-      receive_one(s, json_string_value(body), json_string_length(body));
+      cf__sqs_body_read(json_string_value(body), json_string_length(body),
+                        &s->mem, on_body_env, on_body_bad, s);
     if (h != NULL)
       del_add(d, h);
   }
