@@ -475,7 +475,6 @@ static hconn *conn_new(cfd_server *s, int fd, int counted) {
 static void conn_reject(cfd_server *s, int fd) {
   hconn *h;
   char peer[64];
-  cfd_metrics_http(&s->ctx->metrics, 503);
   if (cfd_log_enabled(CFD_LOG_WARN)) {
     cfd_peer_str(fd, peer, sizeof(peer));
     cfd_log(CFD_LOG_WARN, "http", "peer", peer, "status", "503", "reason",
@@ -486,6 +485,8 @@ static void conn_reject(cfd_server *s, int fd) {
     close(fd);
     return;
   }
+  /* http_requests_total counts answers written, not bare closes. */
+  cfd_metrics_http(&s->ctx->metrics, 503);
   conn_send(h, reject_503, sizeof(reject_503) - 1, NULL, 0);
 }
 
@@ -496,7 +497,6 @@ static void conn_reject_ip(cfd_server *s, int fd, const cfd_peer *p,
   hconn *h;
   char peer[64];
   s->ctx->metrics.limits_rejected[why]++;
-  cfd_metrics_http(&s->ctx->metrics, 429);
   if (cfd_log_enabled(CFD_LOG_INFO)) {
     cfd_peer_format(p, peer, sizeof(peer));
     cfd_log(CFD_LOG_INFO, "http", "peer", peer, "status", "429", "reason",
@@ -508,6 +508,7 @@ static void conn_reject_ip(cfd_server *s, int fd, const cfd_peer *p,
     close(fd);
     return;
   }
+  cfd_metrics_http(&s->ctx->metrics, 429);
   conn_send(h, a, strlen(a), NULL, 0);
 }
 

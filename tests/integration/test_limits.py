@@ -175,8 +175,13 @@ def per_address_connections():
                        reason='ip_connections') >= 3,
                'conn limit: limits_rejected_total{reason="ip_connections"}',
                m.series('chatfanout_limits_rejected_total'))
-        chk.ok(m.value('chatfanout_http_requests_total', code='429') >= 3,
-               'conn limit: http_requests_total{code="429"}')
+        refused = (m.value('chatfanout_limits_rejected_total',
+                           reason='ip_connections') +
+                   m.value('chatfanout_limits_rejected_total',
+                           reason='ip_rate'))
+        chk.eq(m.value('chatfanout_http_requests_total', code='429'),
+               refused, 'conn limit: every refusal got its 429 (no flood): '
+               'http_requests_total{code="429"} == limits_rejected_total')
         for c in held[:2] + [other, again]:
             if c:
                 c.close()
