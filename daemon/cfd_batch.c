@@ -135,26 +135,44 @@ int cfd_batch_add(cfd_batch *b, int fd, const struct iovec *iov, int cnt,
   return (int)b->n++;
 }
 
-/* Reads completions until `taken` arrived or the ring fails. */
-static unsigned reap(cfd_batch *b, unsigned taken) {
+/* Reads the completions that are there; returns how many. */
+static unsigned reap_ready(cfd_batch *b) {
   struct io_uring_cqe *cqe;
-  unsigned got = 0, head, seen;
-  int rv;
-  while (got < taken) {
-    seen = 0;
-    io_uring_for_each_cqe(&b->ring, head, cqe) {
-      if (cqe->user_data < b->n)
-        b->slots[cqe->user_data].res = cqe->res;
-      seen++;
+  unsigned head, seen = 0;
+  io_uring_for_each_cqe(&b->ring, head, cqe) {
+    if (cqe->user_data < b->n)
+      b->slots[cqe->user_data].res = cqe->res;
+    seen++;
+  }
+  io_uring_cq_advance(&b->ring, seen);
+  return seen;
+}
+
+/*
+ * Reads completions until `taken` arrived. They are all there once the
+ * submission returns (MSG_DONTWAIT). If some are not, the loop must not
+ * wait for a slow socket: after WAIT_MS the rest are cancelled, which
+ * returns only when they are done or cancelled, and read. Returns how
+ * many arrived; fewer than taken means the ring failed.
+ */
+#define WAIT_MS 10
+static unsigned reap(cfd_batch *b, unsigned taken) {
+  struct __kernel_timespec ts = {0, WAIT_MS * 1000000L};
+  struct io_uring_sync_cancel_reg reg;
+  struct io_uring_cqe *cqe;
+  unsigned got = reap_ready(b);
+  int tries = 0;
+  while (got < taken && tries++ < 3) {
+    if (io_uring_wait_cqe_timeout(&b->ring, &cqe, &ts) == 0) {
+      got += reap_ready(b);
+      continue;
     }
-    io_uring_cq_advance(&b->ring, seen);
-    got += seen;
-    if (got >= taken)
-      break;
-    /* Not expected (MSG_DONTWAIT completes inline), but never guess. */
-    rv = io_uring_wait_cqe(&b->ring, &cqe);
-    if (rv < 0 && rv != -EINTR && rv != -EAGAIN)
-      break;
+    memset(&reg, 0, sizeof(reg));
+    reg.flags = IORING_ASYNC_CANCEL_ANY;
+    reg.timeout.tv_sec = 1;
+    reg.timeout.tv_nsec = 0;
+    io_uring_register_sync_cancel(&b->ring, &reg);
+    got += reap_ready(b);
   }
   return got;
 }

@@ -23,7 +23,9 @@
 
 #define CFD_BATCH_MAX 1024 /* writes per submission */
 #define CFD_BATCH_IOV 8    /* iovecs per write; the rest goes next time */
-/* Result of a write the kernel never took: the caller writes it itself. */
+/* Result of a write the kernel never took, or cancelled before it ran
+ * (then its error is this one too): nothing was written, the caller
+ * writes it itself. */
 #define CFD_BATCH_NOT_RUN (-ECANCELED)
 
 typedef struct cfd_batch cfd_batch;

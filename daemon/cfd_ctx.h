@@ -37,6 +37,8 @@ typedef struct cfd_ctx {
   /* Batches those writes through io_uring (cfd_batch.h); NULL: each
    * connection is written with its own writev. Owned by main(). */
   struct cfd_batch *batch;
+  unsigned flush_gen;     /* batched flush: current pump pass (cfd_ws.c) */
+  unsigned repump;        /* connections given output to pump, counter */
   /* Per-address limits (cfd_limits.h), owned by the server; NULL once
    * it is freed. A WebSocket connection releases its address's count
    * when it ends. */

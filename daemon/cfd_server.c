@@ -93,8 +93,9 @@ static void conn_free(hconn *h, int keep_fd) {
   ev_timer_stop(loop, &h->timer);
   if (!keep_fd)
     close(h->io.fd);
-  /* Handed over (keep_fd), the WebSocket connection releases it. */
-  if (h->ip_held && !keep_fd)
+  /* Handed over, the WebSocket connection holds the count (ip_held
+   * was cleared). */
+  if (h->ip_held)
     cfd_limits_ip_close(h->srv->limits, &h->peer);
   conn_unlink(h);
   free(h->owned);
@@ -268,22 +269,6 @@ static void serve_metrics(hconn *h, int head_only) {
               len, NULL, head_only);
 }
 
-/*
- * The WebSocket connection releases the address's count with the peer
- * it read itself. A peer that reset meanwhile has no address any more
- * (getpeername fails), so the connection could not release it: then it
- * is released here, or the address would lose a slot for good.
- */
-static void ip_handover(hconn *h) {
-  cfd_peer now;
-  if (!h->ip_held)
-    return;
-  cfd_peer_get(h->io.fd, &now);
-  if (now.family == 0)
-    cfd_limits_ip_close(h->srv->limits, &h->peer);
-  h->ip_held = 0;
-}
-
 static void serve_upgrade(hconn *h, const cfd_route *rt, size_t head_len) {
   cfd_server *s = h->srv;
   int fd = h->io.fd, status;
@@ -292,15 +277,17 @@ static void serve_upgrade(hconn *h, const cfd_route *rt, size_t head_len) {
     conn_error(h, 503, "Retry-After: 1\r\n", 0);
     return;
   }
+  /* The address's count, if any, goes with fd and the very peer it was
+   * taken for: the WebSocket connection releases it. */
   status = cfd_ws_start(s->ctx, fd, rt, h->buf + head_len,
-                        h->len - head_len);
+                        h->len - head_len, h->ip_held ? &h->peer : NULL);
   if (status != 0) {
     log_answer(h, status, "cannot start client", NULL);
     conn_error(h, status, NULL, 0);
     return;
   }
   cfd_metrics_http(&s->ctx->metrics, 101);
-  ip_handover(h);
+  h->ip_held = 0;
   conn_free(h, 1);
 }
 

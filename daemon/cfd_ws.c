@@ -67,6 +67,8 @@ typedef struct cfd_ws {
   uint8_t state;
   uint8_t rx_gone;      /* the recv callback saw EOF or an error */
   uint8_t too_big;      /* the scan saw a header over max_message_size */
+  uint8_t ip_held;      /* peer is counted by the per-address limits */
+  unsigned pump_gen;    /* ctx->flush_gen of its last pump_dirty() pump */
   uint8_t hold_len;     /* bytes in hold */
   uint8_t *hold;        /* the start of a close frame, see recv_cb */
   uint8_t room_len;
@@ -105,9 +107,17 @@ static void dirty_del(cfd_ws *c) {
  */
 static void want_write(cfd_ws *c) {
   cfd_ctx *ctx = c->ctx;
-  if (c->dirty_pprev != NULL || ev_is_active(&c->wio) ||
-      c->state == WS_LINGER)
+  if (c->dirty_pprev != NULL) {
+    /* New output after its pump in this flush: pump again. */
+    if (c->pump_gen == ctx->flush_gen) {
+      c->pump_gen = 0;
+      ctx->repump++;
+    }
     return;
+  }
+  if (ev_is_active(&c->wio) || c->state == WS_LINGER)
+    return;
+  ctx->repump++;
   if (ctx->ws_dirty == NULL) {
     /* (Re)initialised only while stopped; the zeroed ctx needs it once.
      * Lowest priority: it runs after any other prepare watcher, which
@@ -141,7 +151,8 @@ static void ws_free(cfd_ws *c) {
   ev_io_stop(ctx->loop, &c->wio);
   ev_timer_stop(ctx->loop, &c->timer);
   close(c->rio.fd);
-  cfd_limits_ip_close(ctx->limits, &c->peer);
+  if (c->ip_held)
+    cfd_limits_ip_close(ctx->limits, &c->peer);
   cf_client_free(c->client);
   ws_drop_parser(c);
   free(c->pre);
@@ -724,12 +735,42 @@ static void flush_result(cfd_ws *c, ssize_t r, size_t want) {
 }
 
 /*
+ * Pumps every connection on the dirty list (flush_prep), leaving those
+ * with output on it. Pumping may call into the hub, and the hub may then
+ * cut another connection off and queue its close (want_write): a
+ * connection added, or given output after its pump, is pumped again
+ * (want_write clears its pump_gen and counts ctx->repump), until a pass
+ * pumps nothing. A connection is cut off at most once, so this ends.
+ */
+static void pump_dirty(cfd_ctx *ctx) {
+  cfd_ws *c, *next;
+  unsigned seen;
+  ctx->flush_gen = ctx->flush_gen + 1 != 0 ? ctx->flush_gen + 1 : 1;
+  do {
+    seen = ctx->repump;
+    for (c = ctx->ws_dirty; c != NULL; c = next) {
+      int rv;
+      /* Pumping c frees no other connection (a cut only queues its
+       * close) and links new ones at the head, so next stays valid. */
+      next = c->dirty_next;
+      if (c->pump_gen == ctx->flush_gen)
+        continue;
+      c->pump_gen = ctx->flush_gen;
+      if ((rv = flush_prep(c)) == 0)
+        dirty_del(c);
+    }
+  } while (ctx->repump != seen);
+}
+
+/*
  * The dirty list through io_uring, CFD_BATCH_MAX connections per system
- * call. Each connection leaves the list once its write is queued; until
- * the batch has run nothing else runs, so none is freed meanwhile. The
- * results are then taken in two passes: first every outbox consumes
- * what was written (pure bookkeeping), then come the actions that may
- * free a connection or call out.
+ * call. Three steps, so that no outbox changes under a queued write:
+ * every connection is pumped first (the only step that calls into the
+ * hub, which may cut connections off); then up to CFD_BATCH_MAX take
+ * their iovecs and leave the list, calling nothing; the batch runs.
+ * Its results are taken in two passes: every outbox consumes what was
+ * written (pure bookkeeping), then the actions that may free a
+ * connection or write to it directly.
  */
 static void flush_batched(cfd_ctx *ctx, cfd_batch *b) {
   struct iovec iov[CFD_BATCH_IOV];
@@ -737,19 +778,15 @@ static void flush_batched(cfd_ctx *ctx, cfd_batch *b) {
   cfd_ws *c;
   int cnt;
   while (ctx->ws_dirty != NULL && !cfd_batch_dead(b)) {
+    pump_dirty(ctx);
     while ((c = ctx->ws_dirty) != NULL &&
            cfd_batch_count(b) < CFD_BATCH_MAX) {
-      int rv = flush_prep(c);
-      if (rv < 0)
-        continue; /* freed, and so off the list */
-      dirty_del(c);
-      if (rv == 0)
-        continue;
       cnt = cf_client_iov(c->client, iov, CFD_BATCH_IOV);
+      if (cnt > 0 && cfd_batch_add(b, c->rio.fd, iov, cnt, c) < 0)
+        break; /* (cannot fail here: count and dead were checked) */
+      dirty_del(c);
       if (cnt <= 0)
         flush_done(c, 1);
-      else if (cfd_batch_add(b, c->rio.fd, iov, cnt, c) < 0)
-        flush_direct(c);
     }
     n = cfd_batch_run(b);
     if (cfd_batch_dead(b))
@@ -912,7 +949,7 @@ static void ws_link(cfd_ws *c) {
 }
 
 int cfd_ws_start(cfd_ctx *ctx, int fd, const cfd_route *rt,
-                 const char *pre, size_t pre_len) {
+                 const char *pre, size_t pre_len, const cfd_peer *counted) {
   cfd_ws *c = calloc(1, sizeof(*c));
   int status;
   if (c == NULL)
@@ -927,7 +964,10 @@ int cfd_ws_start(cfd_ctx *ctx, int fd, const cfd_route *rt,
   c->timer.data = c;
   memcpy(c->room, rt->room, rt->room_len);
   c->room_len = (uint8_t)rt->room_len;
-  cfd_peer_get(fd, &c->peer);
+  if (counted != NULL)
+    c->peer = *counted;
+  else
+    cfd_peer_get(fd, &c->peer);
   if (pre_len > 0) {
     c->pre = malloc(pre_len);
     if (c->pre == NULL) {
@@ -941,6 +981,7 @@ int cfd_ws_start(cfd_ctx *ctx, int fd, const cfd_route *rt,
     ws_abort(c);
     return status;
   }
+  c->ip_held = counted != NULL;
   ws_link(c);
   c->last_rx = c->last_ping = ev_now(ctx->loop);
   ev_io_start(ctx->loop, &c->rio);

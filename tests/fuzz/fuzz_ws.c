@@ -47,7 +47,7 @@ static int add_silent(cfd_ctx *ctx, const cfd_route *rt) {
                         sizeof small) == 0);
   FUZZ_CHECK(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small,
                         sizeof small) == 0);
-  FUZZ_CHECK(cfd_ws_start(ctx, sv[0], rt, NULL, 0) == 0);
+  FUZZ_CHECK(cfd_ws_start(ctx, sv[0], rt, NULL, 0, NULL) == 0);
   return sv[1];
 }
 
@@ -122,12 +122,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
   n = k > 0 && cuts[0] + 1u < left ? cuts[0] + 1u : left;
   if (flags & 8) {
-    FUZZ_CHECK(cfd_ws_start(&ctx, sv[0], &rt, (const char *)p, n) == 0);
+    FUZZ_CHECK(cfd_ws_start(&ctx, sv[0], &rt, (const char *)p, n, NULL) ==
+               0);
     p += n;
     left -= n;
     i = 1;
   } else {
-    FUZZ_CHECK(cfd_ws_start(&ctx, sv[0], &rt, NULL, 0) == 0);
+    FUZZ_CHECK(cfd_ws_start(&ctx, sv[0], &rt, NULL, 0, NULL) == 0);
     i = 0;
   }
   settle(&ctx, sv[1], &o);

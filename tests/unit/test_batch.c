@@ -131,7 +131,8 @@ static void test_writes(void **state) {
   assert_memory_equal(buf, "hello", 5);
   assert_int_equal(peer_read(&p[1], buf, sizeof(buf), 5), 5);
   assert_memory_equal(buf, "abcde", 5);
-  assert_int_equal(peer_read(&p[2], buf, sizeof(buf), CFD_BATCH_IOV), CFD_BATCH_IOV);
+  assert_int_equal(peer_read(&p[2], buf, sizeof(buf), CFD_BATCH_IOV),
+                   CFD_BATCH_IOV);
   assert_memory_equal(buf, big, CFD_BATCH_IOV);
   /* Nothing to write is not a write. */
   assert_int_equal(cfd_batch_add(b, p[0].a, one, 0, NULL), -1);
@@ -232,7 +233,8 @@ static void test_full_batch(void **state) {
   assert_int_equal(n, CFD_BATCH_MAX);
   for (i = 0; i < n; i++)
     assert_int_equal(cfd_batch_result(b, i), 1);
-  assert_int_equal(peer_read(&p, buf, sizeof(buf), CFD_BATCH_MAX), CFD_BATCH_MAX);
+  assert_int_equal(peer_read(&p, buf, sizeof(buf), CFD_BATCH_MAX),
+                   CFD_BATCH_MAX);
   /* And the batch is ready for the next round. */
   assert_int_equal(cfd_batch_add(b, p.a, &iov, 1, NULL), 0);
   assert_int_equal(cfd_batch_run(b), 1);

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,7 @@
 
 #include <chatfanout/chatfanout.h>
 
+#include "cfd_batch.h"
 #include "cfd_config.h"
 #include "cfd_ctx.h"
 #include "cfd_frame.h"
@@ -116,7 +118,9 @@ static int frames(const fixture *f, int *op, char *last, size_t cap) {
  * function (cmocka checks its allocator there), so each test starts and
  * finishes its own fixture.
  */
-static fixture *start(void) {
+static int g_last_apart; /* start_with(): last client in room "x" */
+
+static fixture *start_with(int batched, size_t budget) {
   static fixture f;
   static char *argv[] = {"test_ws", "--ping-interval", "0",
                          "--idle-timeout", "0", NULL};
@@ -133,10 +137,17 @@ static fixture *start(void) {
   cfd_metrics_init(&f.ctx.metrics);
   test_mem_init(&f.tm, 0);
   hc.mem = &f.tm.mem;
-  hc.client_buffer = f.cfg.client_buffer;
-  hc.max_message = f.cfg.max_message_size;
+  hc.client_buffer = budget != 0 ? budget : f.cfg.client_buffer;
+  hc.max_message = budget != 0 ? 16384 : f.cfg.max_message_size;
   hc.framer = cfd_frame_hub_framer;
+  hc.outbound_budget = budget;
   assert_int_equal(cf_hub_new(&f.ctx.hub, &hc), CF_OK);
+  if (batched && (f.ctx.batch = cfd_batch_new()) == NULL) {
+    cf_hub_free(f.ctx.hub);
+    ev_loop_destroy(f.ctx.loop);
+    cfd_config_free(&f.cfg);
+    skip(); /* io_uring unavailable here (test_batch says why) */
+  }
   memset(&rt, 0, sizeof rt);
   rt.kind = CFD_ROUTE_WS;
   memcpy(rt.room, "r", 2);
@@ -146,15 +157,22 @@ static fixture *start(void) {
   for (i = 0; i < N_CLIENTS; i++) {
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
                                 sv), 0);
-    assert_int_equal(cfd_ws_start(&f.ctx, sv[0], &rt, NULL, 0), 0);
+    if (i == N_CLIENTS - 1 && g_last_apart)
+      memcpy(rt.room, "x", 2); /* the last client alone in room x */
+    assert_int_equal(cfd_ws_start(&f.ctx, sv[0], &rt, NULL, 0, NULL), 0);
     f.peer[i] = sv[1];
   }
   return &f;
 }
 
+static fixture *start(void) {
+  return start_with(0, 0);
+}
+
 static void finish(fixture *f) {
   int i;
   cfd_ws_free_all(&f->ctx);
+  cfd_batch_free(f->ctx.batch);
   cf_hub_free(f->ctx.hub);
   ev_loop_destroy(f->ctx.loop);
   for (i = 0; i < N_CLIENTS; i++)
@@ -394,6 +412,314 @@ static void test_close_without_parser(void **state) {
   finish(f);
 }
 
+/* A client's stream read so far, checked frame by frame. */
+typedef struct stream {
+  uint8_t buf[1 << 18];
+  size_t len;
+  unsigned frames, closes;
+  long last; /* index of the last message, -1 before the first */
+} stream;
+
+/*
+ * Takes the complete server frames at the front of st: each must be a
+ * final unmasked text, ping, pong or close frame, texts must carry the
+ * published pattern, and nothing may follow a close.
+ */
+static void stream_check(stream *st) {
+  size_t pos = 0, n, hl, k;
+  while (st->len - pos >= 2) {
+    const uint8_t *p = st->buf + pos;
+    int op = p[0] & 0x0f;
+    assert_int_equal(p[0] & 0xf0, 0x80); /* FIN, no RSV */
+    assert_int_equal(p[1] & 0x80, 0);    /* unmasked */
+    n = p[1] & 0x7f;
+    hl = 2;
+    if (n == 126) {
+      if (st->len - pos < 4)
+        break;
+      n = (size_t)p[2] << 8 | p[3];
+      hl = 4;
+    }
+    assert_true(n != 127);
+    if (st->len - pos < hl + n)
+      break;
+    assert_int_equal(st->closes, 0);
+    assert_true(op == 1 || op == 8 || op == 9 || op == 10);
+    if (op == 1) { /* "m<idx>:" then the letter of round idx / 3 */
+      long idx = 0;
+      assert_int_equal(p[hl], 'm');
+      for (k = 1; k < n && p[hl + k] != ':'; k++) {
+        assert_true(p[hl + k] >= '0' && p[hl + k] <= '9');
+        idx = idx * 10 + (p[hl + k] - '0');
+      }
+      assert_true(k < n && idx > st->last); /* once each, in order */
+      st->last = idx;
+      for (k++; k < n; k++)
+        assert_int_equal(p[hl + k], 'a' + (idx / 3) % 26);
+    }
+    st->closes += op == 8;
+    st->frames++;
+    pos += hl + n;
+  }
+  memmove(st->buf, st->buf + pos, st->len - pos);
+  st->len -= pos;
+}
+
+/* Publishes to room r message idx of len bytes, as stream_check wants
+ * it: "m<idx>:" then the letter of idx / 3. */
+static int publish_idx(fixture *f, unsigned idx, size_t len) {
+  static char msg[16384];
+  int n = snprintf(msg, sizeof msg, "m%u:", idx);
+  assert_true(len >= (size_t)n && len <= sizeof msg);
+  memset(msg + n, 'a' + (int)(idx / 3 % 26), len - (size_t)n);
+  return cf_hub_publish(f->ctx.hub, "r", 1, CF_MSG_TEXT, msg, len);
+}
+
+static void stream_read(fixture *f, stream *st, int i) {
+  ssize_t n;
+  while (st->len < sizeof st->buf &&
+         (n = read(f->peer[i], st->buf + st->len,
+                   sizeof st->buf - st->len)) > 0) {
+    st->len += (size_t)n;
+    stream_check(st);
+  }
+}
+
+/*
+ * Outbound budget cuts while flushing: pongs and closes produced by
+ * some connections' flush push the hub over its budget, which cuts off
+ * others, possibly ones whose write is already prepared. Random
+ * publishes, pings and readers (a third never read); every stream must
+ * stay well formed: whole frames, nothing after the close, no bytes
+ * twice, no foreign bytes. Run with writev and with io_uring.
+ */
+static void budget_churn(int batched) {
+  static stream st[N_CLIENTS];
+  fixture *f = start_with(batched, 48 * 1024);
+  unsigned seed = 12345, round, cut = 0;
+  int i, k;
+  memset(st, 0, sizeof st);
+  for (i = 0; i < N_CLIENTS; i++)
+    st[i].last = -1;
+  signal(SIGPIPE, SIG_IGN); /* a ping to a connection just closed */
+  heads(f);
+  for (round = 0; round < 400; round++) {
+    for (k = 0; k < 3; k++) {
+      seed = seed * 1103515245u + 12345u;
+      publish_idx(f, round * 3 + (unsigned)k, (seed >> 16) % 6000 + 16);
+    }
+    for (i = 0; i < N_CLIENTS; i++) {
+      seed = seed * 1103515245u + 12345u;
+      if ((seed >> 16) % 4 == 0 && st[i].closes == 0)
+        (void)!write(f->peer[i], "\x89\x81\0\0\0\0p", 7); /* ping */
+    }
+    loop_once(f);
+    for (i = 0; i < N_CLIENTS; i++) {
+      seed = seed * 1103515245u + 12345u;
+      if (i % 3 != 0 && (seed >> 16) % 2 == 0)
+        stream_read(f, &st[i], i);
+    }
+  }
+  for (k = 0; k < 50; k++) {
+    loop_once(f);
+    for (i = 0; i < N_CLIENTS; i++)
+      stream_read(f, &st[i], i);
+  }
+  for (i = 0; i < N_CLIENTS; i++) {
+    assert_true(st[i].frames > 0);
+    cut += st[i].closes;
+  }
+  /* The budget did bite: the silent readers at least were shed. */
+  assert_true(cut >= N_CLIENTS / 3);
+  finish(f);
+}
+
+static void test_budget_churn_writev(void **state) {
+  (void)state;
+  budget_churn(0);
+}
+
+static void test_budget_churn_batched(void **state) {
+  (void)state;
+  budget_churn(1);
+}
+
+/*
+ * The cut the pump of one connection causes to another, deterministic.
+ * Right before the flush (a prepare watcher of higher priority), X (the
+ * last client, alone in room x) is cut off as a slow consumer: its close
+ * frame waits for its pump. Then room r gets messages that bring the
+ * outboxes to just under the budget; the flush pumps X last, its close
+ * goes over, and the largest backlog of room r is cut off. With io_uring every connection is pumped before
+ * any write is prepared, so the victim (client 0, the first of the
+ * equal backlogs) sends its close frame alone: none of the messages
+ * its cut dropped, and every outbox's count stays right.
+ */
+typedef struct cut_setup {
+  fixture *f;
+  ev_prepare w;
+  size_t budget;
+  unsigned k;   /* messages published */
+  size_t cost;  /* outbound_bytes after them */
+  uint64_t closes_before; /* budget_closes before them */
+} cut_setup;
+
+static void cut_publish(struct ev_loop *loop, ev_prepare *w, int revents) {
+  cut_setup *cs = w->data;
+  static char big[16000];
+  cf_hub_stats st;
+  size_t base, one, room;
+  int n;
+  (void)revents;
+  ev_prepare_stop(loop, w);
+  /* X is cut off first (its outbox over client_buffer): its close frame
+   * waits for its pump in the flush, the last in the dirty list. */
+  memset(&st, 0, sizeof st);
+  memset(big, 'x', sizeof big);
+  for (n = 0; n < 10 && st.slow_closes == 0; n++) {
+    assert_int_equal(cf_hub_publish(cs->f->ctx.hub, "x", 1, CF_MSG_TEXT,
+                                    big, sizeof big), CF_OK);
+    cf_hub_get_stats(cs->f->ctx.hub, &st, sizeof st);
+  }
+  assert_int_equal(st.slow_closes, 1);
+  cs->closes_before = st.budget_closes;
+  base = st.outbound_bytes;
+  /* One message to learn what a message costs beyond its payload (its
+   * header and an entry per client), then more, then one sized to land
+   * 20 bytes under the budget: a pong costs more (its entry alone, 64). */
+  assert_int_equal(publish_idx(cs->f, 0, 140), CF_OK);
+  cf_hub_get_stats(cs->f->ctx.hub, &st, sizeof st);
+  one = st.outbound_bytes - base;
+  for (cs->k = 1; st.outbound_bytes + 3 * one < cs->budget; cs->k++) {
+    assert_int_equal(publish_idx(cs->f, cs->k, 140), CF_OK);
+    cf_hub_get_stats(cs->f->ctx.hub, &st, sizeof st);
+  }
+  room = cs->budget - st.outbound_bytes - 20;
+  assert_true(room > one + 200 && room - (one - 140) < 16000);
+  /* (Same header size: payloads of 126 to 65535 bytes.) */
+  assert_int_equal(publish_idx(cs->f, cs->k, room - (one - 140)), CF_OK);
+  cs->k++;
+  cf_hub_get_stats(cs->f->ctx.hub, &st, sizeof st);
+  cs->cost = st.outbound_bytes;
+  assert_true(cs->cost <= cs->budget && cs->cost + 64 > cs->budget);
+  assert_int_equal(st.budget_closes, cs->closes_before);
+}
+
+static void cut_in_flush(int batched) {
+  static stream st[N_CLIENTS];
+  const size_t budget = 32768;
+  cut_setup cs;
+  cf_hub_stats hs;
+  fixture *f;
+  int i, k, victims = 0;
+  g_last_apart = 1;
+  f = start_with(batched, budget);
+  g_last_apart = 0;
+  memset(st, 0, sizeof st);
+  for (i = 0; i < N_CLIENTS; i++)
+    st[i].last = -1;
+  heads(f);
+  loop_once(f);
+  memset(&cs, 0, sizeof cs);
+  cs.f = f;
+  cs.budget = budget;
+  ev_prepare_init(&cs.w, cut_publish);
+  cs.w.data = &cs;
+  ev_prepare_start(f->ctx.loop, &cs.w); /* before ws_flush (EV_MINPRI) */
+  for (k = 0; k < 20; k++) {
+    loop_once(f);
+    for (i = 0; i < N_CLIENTS; i++)
+      stream_read(f, &st[i], i);
+  }
+  assert_true(cs.k > 1);
+  memset(&hs, 0, sizeof hs);
+  cf_hub_get_stats(f->ctx.hub, &hs, sizeof hs);
+  /* X: its close, none of the messages its cut dropped. */
+  assert_int_equal(st[N_CLIENTS - 1].frames, 1);
+  assert_int_equal(st[N_CLIENTS - 1].closes, 1);
+  for (i = 0; i < N_CLIENTS - 1; i++) {
+    if (st[i].closes == 0) {
+      /* Everyone else got every message once, in order. */
+      assert_int_equal(st[i].frames, cs.k);
+      assert_int_equal(st[i].last, (long)cs.k - 1);
+      continue;
+    }
+    victims++;
+    /* A victim: all of them and its close, or, cut before any write
+     * was prepared, its close alone. */
+    assert_true(st[i].frames == 1 || st[i].frames == cs.k + 1);
+    if (batched) {
+      assert_int_equal(i, 0);
+      assert_int_equal(st[i].frames, 1);
+    }
+  }
+  /* With writev every outbox of room r is empty by the time X's close
+   * goes over the budget: there is nothing to cut. With io_uring the
+   * pumps all come first, and the cut lands before the writes. */
+  assert_int_equal(victims, batched ? 1 : (int)(hs.budget_closes -
+                                                cs.closes_before));
+  if (batched)
+    assert_int_equal(hs.budget_closes, cs.closes_before + 1);
+  /* Every outbox consumed exactly what went out. */
+  assert_int_equal(hs.outbox_bytes, 0);
+  assert_int_equal(hs.outbound_bytes, 0);
+  finish(f);
+}
+
+static void test_cut_in_flush_writev(void **state) {
+  (void)state;
+  cut_in_flush(0);
+}
+
+static void test_cut_in_flush_batched(void **state) {
+  (void)state;
+  cut_in_flush(1);
+}
+
+/* The io_uring path: same bytes; a client with more frames pending than
+ * a slot takes gets the rest by writev, paced ones need none. */
+static void test_batched_burst(void **state) {
+  fixture *f = start_with(1, 0);
+  char msg[32], got[32];
+  int i, k, op;
+  (void)state;
+  heads(f);
+  loop_once(f);
+  g_writev = 0;
+  for (k = 0; k < 300; k++) {
+    snprintf(msg, sizeof msg, "burst %d", k);
+    assert_int_equal(cf_hub_publish(f->ctx.hub, "r", 1, CF_MSG_TEXT, msg,
+                                     strlen(msg)), CF_OK);
+  }
+  loop_settle(f);
+  for (i = 0; i < N_CLIENTS; i++) {
+    read_some(f, i);
+    assert_int_equal(frames(f, &op, got, sizeof got), 300);
+    assert_string_equal(got, "burst 299");
+  }
+  assert_int_equal(g_writev, N_CLIENTS);
+  g_writev = 0;
+  for (k = 0; k < 20; k++) {
+    assert_int_equal(cf_hub_publish(f->ctx.hub, "r", 1, CF_MSG_TEXT, "z",
+                                     1), CF_OK);
+    loop_settle(f);
+    for (i = 0; i < N_CLIENTS; i++) {
+      read_some(f, i);
+      assert_int_equal(frames(f, &op, got, sizeof got), 1);
+      assert_string_equal(got, "z");
+    }
+  }
+  assert_int_equal(g_writev, 0);
+  cf_hub_close_all(f->ctx.hub);
+  loop_once(f);
+  for (i = 0; i < N_CLIENTS; i++) {
+    read_some(f, i);
+    assert_int_equal(frames(f, &op, got, sizeof got), 1);
+    assert_int_equal(op, 8);
+  }
+  finish(f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_upgrade_heads),
@@ -403,6 +729,11 @@ int main(void) {
       cmocka_unit_test(test_close_all),
       cmocka_unit_test(test_parser_only_while_needed),
       cmocka_unit_test(test_close_without_parser),
+      cmocka_unit_test(test_batched_burst),
+      cmocka_unit_test(test_budget_churn_writev),
+      cmocka_unit_test(test_budget_churn_batched),
+      cmocka_unit_test(test_cut_in_flush_writev),
+      cmocka_unit_test(test_cut_in_flush_batched),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
