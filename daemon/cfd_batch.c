@@ -16,8 +16,10 @@
 #include "cfd_batch.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #ifdef CFD_HAVE_URING
@@ -36,6 +38,8 @@ struct cfd_batch {
   struct io_uring ring;
   unsigned n;      /* slots queued, or readable after a run */
   unsigned dead;   /* the ring failed: add() refuses from now on */
+  unsigned nfixed; /* registered file table slots, 0: none */
+  uint8_t *fixed;  /* fixed[fd]: fd is registered at slot fd */
   slot slots[CFD_BATCH_MAX];
 };
 
@@ -74,6 +78,47 @@ static int ring_fit(struct io_uring *ring) {
   return ok;
 }
 
+/*
+ * A sparse table of registered files, slot = fd, up to the process's fd
+ * limit (at most FIXED_MAX): a write to a registered socket skips the
+ * kernel's per-request file lookup and reference. Without it (an old
+ * kernel, no memory) every write takes the plain path.
+ */
+#define FIXED_MAX 65536u
+static void fixed_init(cfd_batch *b) {
+  struct rlimit rl;
+  unsigned nr = FIXED_MAX;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < nr)
+    nr = (unsigned)rl.rlim_cur;
+  if (nr == 0 || (b->fixed = calloc(nr, 1)) == NULL)
+    return;
+  if (io_uring_register_files_sparse(&b->ring, nr) != 0) {
+    free(b->fixed);
+    b->fixed = NULL;
+    return;
+  }
+  b->nfixed = nr;
+}
+
+int cfd_batch_fd_add(cfd_batch *b, int fd) {
+  if (b == NULL || b->dead || fd < 0 || (unsigned)fd >= b->nfixed ||
+      io_uring_register_files_update(&b->ring, (unsigned)fd, &fd, 1) != 1)
+    return -1;
+  b->fixed[fd] = 1;
+  return 0;
+}
+
+void cfd_batch_fd_del(cfd_batch *b, int fd) {
+  int none = -1;
+  if (b == NULL || b->dead || fd < 0 || (unsigned)fd >= b->nfixed ||
+      !b->fixed[fd])
+    return;
+  /* The table holds a reference: the socket would stay open after
+   * close(fd) while its slot is taken. */
+  io_uring_register_files_update(&b->ring, (unsigned)fd, &none, 1);
+  b->fixed[fd] = 0;
+}
+
 cfd_batch *cfd_batch_new(void) {
   cfd_batch *b = calloc(1, sizeof(*b));
   int rv;
@@ -90,6 +135,7 @@ cfd_batch *cfd_batch_new(void) {
     errno = ENOSYS;
     return NULL;
   }
+  fixed_init(b);
   return b;
 }
 
@@ -98,6 +144,7 @@ void cfd_batch_free(cfd_batch *b) {
     return;
   if (!b->dead)
     io_uring_queue_exit(&b->ring);
+  free(b->fixed);
   free(b);
 }
 
@@ -131,6 +178,8 @@ int cfd_batch_add(cfd_batch *b, int fd, const struct iovec *iov, int cnt,
     s->msg.msg_iovlen = (size_t)cnt;
     io_uring_prep_sendmsg(sqe, fd, &s->msg, SEND_FLAGS);
   }
+  if ((unsigned)fd < b->nfixed && b->fixed[fd])
+    sqe->flags |= IOSQE_FIXED_FILE; /* (sqe->fd is then the slot: fd) */
   io_uring_sqe_set_data64(sqe, b->n);
   return (int)b->n++;
 }
@@ -267,6 +316,15 @@ ssize_t cfd_batch_result(const cfd_batch *b, unsigned i) {
 int cfd_batch_dead(const cfd_batch *b) {
   (void)b;
   return 1;
+}
+
+int cfd_batch_fd_add(cfd_batch *b, int fd) {
+  (void)b, (void)fd;
+  return -1;
+}
+
+void cfd_batch_fd_del(cfd_batch *b, int fd) {
+  (void)b, (void)fd;
 }
 
 #endif /* CFD_HAVE_URING */

@@ -34,6 +34,16 @@ typedef struct cfd_batch cfd_batch;
 cfd_batch *cfd_batch_new(void);
 void cfd_batch_free(cfd_batch *b);
 
+/*
+ * Registers socket fd with the ring (a fixed file: its writes skip the
+ * per-request file lookup); returns 0, or -1 when it stays a plain fd
+ * (beyond the table, no table, b NULL). A registered fd must be
+ * unregistered with cfd_batch_fd_del() before it is closed: the ring
+ * holds a reference and the socket would otherwise stay open.
+ */
+int cfd_batch_fd_add(cfd_batch *b, int fd);
+void cfd_batch_fd_del(cfd_batch *b, int fd);
+
 /* Nonzero once the ring failed: nothing more is batched. */
 int cfd_batch_dead(const cfd_batch *b);
 

@@ -39,6 +39,7 @@ typedef struct cfd_ctx {
   struct cfd_batch *batch;
   unsigned flush_gen;     /* batched flush: current pump pass (cfd_ws.c) */
   unsigned repump;        /* connections given output to pump, counter */
+  unsigned pumped;        /* repump when the list was last all pumped */
   /* Per-address limits (cfd_limits.h), owned by the server; NULL once
    * it is freed. A WebSocket connection releases its address's count
    * when it ends. */

@@ -150,6 +150,7 @@ static void ws_free(cfd_ws *c) {
   ev_io_stop(ctx->loop, &c->rio);
   ev_io_stop(ctx->loop, &c->wio);
   ev_timer_stop(ctx->loop, &c->timer);
+  cfd_batch_fd_del(ctx->batch, c->rio.fd);
   close(c->rio.fd);
   if (c->ip_held)
     cfd_limits_ip_close(ctx->limits, &c->peer);
@@ -735,52 +736,61 @@ static void flush_result(cfd_ws *c, ssize_t r, size_t want) {
 }
 
 /*
- * Pumps every connection on the dirty list (flush_prep), leaving those
- * with output on it. Pumping may call into the hub, and the hub may then
- * cut another connection off and queue its close (want_write): a
- * connection added, or given output after its pump, is pumped again
- * (want_write clears its pump_gen and counts ctx->repump), until a pass
- * pumps nothing. A connection is cut off at most once, so this ends.
+ * Pumps every connection on the dirty list not pumped yet in this flush
+ * (flush_prep), leaving those with output on it. Pumping may call into
+ * the hub, and the hub may then cut another connection off and queue
+ * its close (want_write): a connection added, or given output after its
+ * pump, is pumped again (want_write clears its pump_gen and counts
+ * ctx->repump), until a pass pumps nothing. A connection is cut off at
+ * most once, so this ends. ctx->pumped records the count it ended at.
  */
 static void pump_dirty(cfd_ctx *ctx) {
   cfd_ws *c, *next;
   unsigned seen;
-  ctx->flush_gen = ctx->flush_gen + 1 != 0 ? ctx->flush_gen + 1 : 1;
   do {
     seen = ctx->repump;
     for (c = ctx->ws_dirty; c != NULL; c = next) {
-      int rv;
       /* Pumping c frees no other connection (a cut only queues its
        * close) and links new ones at the head, so next stays valid. */
       next = c->dirty_next;
       if (c->pump_gen == ctx->flush_gen)
         continue;
       c->pump_gen = ctx->flush_gen;
-      if ((rv = flush_prep(c)) == 0)
+      if (flush_prep(c) == 0)
         dirty_del(c);
     }
   } while (ctx->repump != seen);
+  ctx->pumped = seen;
 }
 
 /*
  * The dirty list through io_uring, CFD_BATCH_MAX connections per system
  * call. Three steps, so that no outbox changes under a queued write:
- * every connection is pumped first (the only step that calls into the
- * hub, which may cut connections off); then up to CFD_BATCH_MAX take
- * their iovecs and leave the list, calling nothing; the batch runs.
- * Its results are taken in two passes: every outbox consumes what was
+ * the connections are pumped (the only step that calls into the hub,
+ * which may cut connections off); then up to CFD_BATCH_MAX take their
+ * iovecs and leave the list, calling nothing; the batch runs. Its
+ * results are taken in two passes: every outbox consumes what was
  * written (pure bookkeeping), then the actions that may free a
- * connection or write to it directly.
+ * connection or write to it directly. Those give no connection output
+ * to pump, so the list is pumped once per flush, unless ctx->repump
+ * says otherwise.
  */
 static void flush_batched(cfd_ctx *ctx, cfd_batch *b) {
   struct iovec iov[CFD_BATCH_IOV];
   unsigned i, n;
+  int cnt, stale = 1;
   cfd_ws *c;
-  int cnt;
+  ctx->flush_gen = ctx->flush_gen + 1 != 0 ? ctx->flush_gen + 1 : 1;
   while (ctx->ws_dirty != NULL && !cfd_batch_dead(b)) {
-    pump_dirty(ctx);
+    if (stale || ctx->repump != ctx->pumped)
+      pump_dirty(ctx);
+    stale = 0;
     while ((c = ctx->ws_dirty) != NULL &&
            cfd_batch_count(b) < CFD_BATCH_MAX) {
+      if (c->pump_gen != ctx->flush_gen) {
+        stale = 1; /* not pumped yet: next round */
+        break;
+      }
       cnt = cf_client_iov(c->client, iov, CFD_BATCH_IOV);
       if (cnt > 0 && cfd_batch_add(b, c->rio.fd, iov, cnt, c) < 0)
         break; /* (cannot fail here: count and dead were checked) */
@@ -982,6 +992,7 @@ int cfd_ws_start(cfd_ctx *ctx, int fd, const cfd_route *rt,
     return status;
   }
   c->ip_held = counted != NULL;
+  cfd_batch_fd_add(ctx->batch, fd);
   ws_link(c);
   c->last_rx = c->last_ping = ev_now(ctx->loop);
   ev_io_start(ctx->loop, &c->rio);

@@ -243,13 +243,46 @@ static void test_full_batch(void **state) {
   cfd_batch_free(b);
 }
 
+/* A registered socket is written through its table slot, and once
+ * unregistered its close really closes it (the peer reads EOF). */
+static void test_registered_fd(void **state) {
+  struct iovec iov = {"fixed", 5};
+  char buf[16];
+  pair p;
+  cfd_batch *b = batch_or_skip();
+  (void)state;
+  pair_open(&p);
+  assert_int_equal(cfd_batch_fd_add(b, p.a), 0);
+  assert_int_equal(cfd_batch_fd_add(b, -1), -1);
+  assert_int_equal(cfd_batch_fd_add(b, 1 << 30), -1);
+  assert_int_equal(cfd_batch_add(b, p.a, &iov, 1, NULL), 0);
+  assert_int_equal(cfd_batch_run(b), 1);
+  assert_int_equal(cfd_batch_result(b, 0), 5);
+  assert_int_equal(peer_read(&p, buf, sizeof(buf), 5), 5);
+  assert_memory_equal(buf, "fixed", 5);
+  cfd_batch_fd_del(b, p.a);
+  cfd_batch_fd_del(b, p.a); /* twice: harmless */
+  close(p.a);
+  {
+    struct pollfd pf = {.fd = p.b, .events = POLLIN};
+    assert_int_equal(poll(&pf, 1, 2000), 1);
+    assert_int_equal(read(p.b, buf, sizeof(buf)), 0); /* EOF */
+  }
+  close(p.b);
+  cfd_batch_free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_writes),
       cmocka_unit_test(test_full_and_short),
       cmocka_unit_test(test_errors_stay_in_their_slot),
       cmocka_unit_test(test_full_batch),
+      cmocka_unit_test(test_registered_fd),
   };
   cfd_batch_free(NULL);
+  cfd_batch_fd_del(NULL, 0);
+  if (cfd_batch_fd_add(NULL, 0) != -1)
+    return 1;
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
