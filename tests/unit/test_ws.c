@@ -534,14 +534,11 @@ static void budget_churn(int batched) {
   finish(f);
 }
 
-static void test_budget_churn_writev(void **state) {
-  (void)state;
-  budget_churn(0);
-}
+/* The write mode of a test run twice: its initial state. */
+static int mode_writev = 0, mode_batched = 1;
 
-static void test_budget_churn_batched(void **state) {
-  (void)state;
-  budget_churn(1);
+static void test_budget_churn(void **state) {
+  budget_churn(*(const int *)*state);
 }
 
 /*
@@ -666,14 +663,8 @@ static void cut_in_flush(int batched) {
   finish(f);
 }
 
-static void test_cut_in_flush_writev(void **state) {
-  (void)state;
-  cut_in_flush(0);
-}
-
-static void test_cut_in_flush_batched(void **state) {
-  (void)state;
-  cut_in_flush(1);
+static void test_cut_in_flush(void **state) {
+  cut_in_flush(*(const int *)*state);
 }
 
 /* The io_uring path: same bytes; a client with more frames pending than
@@ -730,10 +721,14 @@ int main(void) {
       cmocka_unit_test(test_parser_only_while_needed),
       cmocka_unit_test(test_close_without_parser),
       cmocka_unit_test(test_batched_burst),
-      cmocka_unit_test(test_budget_churn_writev),
-      cmocka_unit_test(test_budget_churn_batched),
-      cmocka_unit_test(test_cut_in_flush_writev),
-      cmocka_unit_test(test_cut_in_flush_batched),
+      {"test_budget_churn_writev", test_budget_churn, NULL, NULL,
+       &mode_writev},
+      {"test_budget_churn_batched", test_budget_churn, NULL, NULL,
+       &mode_batched},
+      {"test_cut_in_flush_writev", test_cut_in_flush, NULL, NULL,
+       &mode_writev},
+      {"test_cut_in_flush_batched", test_cut_in_flush, NULL, NULL,
+       &mode_batched},
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
