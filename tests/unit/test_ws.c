@@ -113,6 +113,44 @@ static int frames(const fixture *f, int *op, char *last, size_t cap) {
   return count;
 }
 
+/* Publishes n messages in one loop iteration; every client must get
+ * them all, in order. */
+static void burst_and_check(fixture *f, int n) {
+  char msg[32], got[32], last[32];
+  int i, k, op;
+  for (k = 0; k < n; k++) {
+    snprintf(msg, sizeof msg, "burst %d", k);
+    assert_int_equal(cf_hub_publish(f->ctx.hub, "r", 1, CF_MSG_TEXT, msg,
+                                     strlen(msg)), CF_OK);
+  }
+  loop_settle(f);
+  snprintf(last, sizeof last, "burst %d", n - 1);
+  for (i = 0; i < N_CLIENTS; i++) {
+    read_some(f, i);
+    assert_int_equal(frames(f, &op, got, sizeof got), n);
+    assert_string_equal(got, last);
+  }
+}
+
+/* Publishes n messages, one loop iteration each; every client must get
+ * each one alone. */
+static void paced_and_check(fixture *f, int n) {
+  char msg[32], got[32];
+  int i, k, op;
+  for (k = 0; k < n; k++) {
+    snprintf(msg, sizeof msg, "message %d", k);
+    assert_int_equal(cf_hub_publish(f->ctx.hub, "r", 1, CF_MSG_TEXT, msg,
+                                     strlen(msg)), CF_OK);
+    loop_settle(f);
+    for (i = 0; i < N_CLIENTS; i++) {
+      read_some(f, i);
+      assert_int_equal(frames(f, &op, got, sizeof got), 1);
+      assert_int_equal(op, 1);
+      assert_string_equal(got, msg);
+    }
+  }
+}
+
 /*
  * Everything the hub allocates must be freed by the end of each test
  * function (cmocka checks its allocator there), so each test starts and
@@ -210,24 +248,11 @@ static void test_upgrade_heads(void **state) {
 /* One message per loop iteration, as at a low chat rate. */
 static void test_paced_no_epoll_ctl(void **state) {
   fixture *f = start();
-  char msg[32], got[32];
-  int i, k, op;
   (void)state;
   heads(f);
   loop_once(f);
   g_epoll_ctl = g_writev = 0;
-  for (k = 0; k < 50; k++) {
-    snprintf(msg, sizeof msg, "message %d", k);
-    assert_int_equal(cf_hub_publish(f->ctx.hub, "r", 1, CF_MSG_TEXT, msg,
-                                     strlen(msg)), CF_OK);
-    loop_settle(f);
-    for (i = 0; i < N_CLIENTS; i++) {
-      read_some(f, i);
-      assert_int_equal(frames(f, &op, got, sizeof got), 1);
-      assert_int_equal(op, 1);
-      assert_string_equal(got, msg);
-    }
-  }
+  paced_and_check(f, 50);
   assert_int_equal(g_writev, 50 * N_CLIENTS);
   assert_int_equal(g_epoll_ctl, 0);
   finish(f);
@@ -236,24 +261,12 @@ static void test_paced_no_epoll_ctl(void **state) {
 /* Many messages in one iteration: still one writev per client. */
 static void test_burst_one_writev(void **state) {
   fixture *f = start();
-  char msg[32], got[32];
-  int i, k, op;
   (void)state;
   heads(f);
   g_epoll_ctl = g_writev = 0;
-  for (k = 0; k < 300; k++) {
-    snprintf(msg, sizeof msg, "burst %d", k);
-    assert_int_equal(cf_hub_publish(f->ctx.hub, "r", 1, CF_MSG_TEXT, msg,
-                                     strlen(msg)), CF_OK);
-  }
-  loop_settle(f);
+  burst_and_check(f, 300);
   assert_int_equal(g_writev, N_CLIENTS);
   assert_int_equal(g_epoll_ctl, 0);
-  for (i = 0; i < N_CLIENTS; i++) {
-    read_some(f, i);
-    assert_int_equal(frames(f, &op, got, sizeof got), 300);
-    assert_string_equal(got, "burst 299");
-  }
   finish(f);
 }
 
@@ -671,41 +684,22 @@ static void test_cut_in_flush(void **state) {
  * a slot takes gets the rest by writev, paced ones need none. */
 static void test_batched_burst(void **state) {
   fixture *f = start_with(1, 0);
-  char msg[32], got[32];
-  int i, k, op;
+  char why[32];
+  int i, op;
   (void)state;
   heads(f);
   loop_once(f);
   g_writev = 0;
-  for (k = 0; k < 300; k++) {
-    snprintf(msg, sizeof msg, "burst %d", k);
-    assert_int_equal(cf_hub_publish(f->ctx.hub, "r", 1, CF_MSG_TEXT, msg,
-                                     strlen(msg)), CF_OK);
-  }
-  loop_settle(f);
-  for (i = 0; i < N_CLIENTS; i++) {
-    read_some(f, i);
-    assert_int_equal(frames(f, &op, got, sizeof got), 300);
-    assert_string_equal(got, "burst 299");
-  }
+  burst_and_check(f, 300);
   assert_int_equal(g_writev, N_CLIENTS);
   g_writev = 0;
-  for (k = 0; k < 20; k++) {
-    assert_int_equal(cf_hub_publish(f->ctx.hub, "r", 1, CF_MSG_TEXT, "z",
-                                     1), CF_OK);
-    loop_settle(f);
-    for (i = 0; i < N_CLIENTS; i++) {
-      read_some(f, i);
-      assert_int_equal(frames(f, &op, got, sizeof got), 1);
-      assert_string_equal(got, "z");
-    }
-  }
+  paced_and_check(f, 20);
   assert_int_equal(g_writev, 0);
   cf_hub_close_all(f->ctx.hub);
   loop_once(f);
   for (i = 0; i < N_CLIENTS; i++) {
     read_some(f, i);
-    assert_int_equal(frames(f, &op, got, sizeof got), 1);
+    assert_int_equal(frames(f, &op, why, sizeof why), 1);
     assert_int_equal(op, 8);
   }
   finish(f);
