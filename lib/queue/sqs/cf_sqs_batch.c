@@ -440,8 +440,8 @@ typedef struct body_reader {
   int stop;
 } body_reader;
 
-/* One line; returns nonzero to stop. */
-static int read_line(body_reader *r, const char *p, size_t len) {
+/* One line: an envelope for each(), or the decoder's error for bad(). */
+static void read_line(body_reader *r, const char *p, size_t len) {
   const char *why = "out of memory";
   cf_envelope *env;
   int rv = cf__envelope_decode(&env, p, len, r->mem, &why);
@@ -449,7 +449,6 @@ static int read_line(body_reader *r, const char *p, size_t len) {
     r->stop = r->each(r->ud, env);
   else
     r->bad(r->ud, rv, why);
-  return r->stop;
 }
 
 static void read_lines(body_reader *r, const char *p, size_t len) {
