@@ -85,6 +85,7 @@ struct opts {
 	int pids[MAX_PIDS];
 	unsigned npids;
 	bool quiet;
+	const char *msg_log;    /* per-message timings, CSV */
 };
 
 struct stats {
@@ -101,6 +102,9 @@ static struct stats S;
 static struct conn *conns;      /* [0, pubs) publishers, then subscribers */
 static struct track *tracks;    /* n * pubs */
 static uint32_t **dcount;       /* per publisher: deliveries of each seq */
+/* With --msg-log, per message i (publisher i mod P, seq i div P): when it
+ * was queued on its publisher, its first and its last delivery. */
+static uint64_t *m_queued, *m_first, *m_last;
 static struct pubq *pq;
 static uint64_t per_pub;        /* messages each publisher owns */
 static uint64_t sent, completed, next_msg;
@@ -612,6 +616,13 @@ static void on_message(struct conn *c, const uint8_t *p, size_t n,
 		return;
 	}
 	hist_add(now > ts ? now - ts : 0);
+	if (m_first) {
+		uint64_t i = seq * O.pubs + pub;
+
+		if (!m_first[i])
+			m_first[i] = now;
+		m_last[i] = now;
+	}
 	t = &tracks[(size_t)(c->idx - O.pubs) * O.pubs + pub];
 	s = seq + 1;
 	if (s > t->hi) {
@@ -936,6 +947,8 @@ static void pub_enqueue(uint64_t msg, uint64_t ts)
 	sent++;
 	t_last_send = now_ns();
 	t_progress = t_last_send;
+	if (m_queued)
+		m_queued[msg] = t_last_send;
 }
 
 static uint64_t intended(uint64_t msg)
@@ -1165,6 +1178,41 @@ static void report_load(double cpu0, double cpu1)
 	       S.pings, S.http_ok, S.binary, S.closed_subs, S.errors);
 }
 
+/*
+ * One line per message, times in microseconds: the time stamped in it
+ * (intended send time in open loop) relative to the start, how late the
+ * generator queued it, and its first and last delivery counted from the
+ * time stamped (-1: never delivered). Splits a latency tail into the
+ * generator's lateness, the time to the first recipient and the spread
+ * over the recipients.
+ */
+static int write_msg_log(void)
+{
+	FILE *f = fopen(O.msg_log, "w");
+	uint64_t i;
+
+	if (!f) {
+		fprintf(stderr, "cfbench: %s: %s\n", O.msg_log,
+			strerror(errno));
+		return -1;
+	}
+	fputs("msg,stamp_us,late_us,first_us,last_us\n", f);
+	for (i = 0; i < sent; i++) {
+		uint64_t ts = O.mode == M_OPEN ? intended(i) : m_queued[i];
+		double late = (double)(m_queued[i] - ts) / 1e3;
+
+		if (m_first[i])
+			fprintf(f, "%" PRIu64 ",%.1f,%.1f,%.1f,%.1f\n", i,
+				(double)(ts - t_start) / 1e3, late,
+				(double)(m_first[i] - ts) / 1e3,
+				(double)(m_last[i] - ts) / 1e3);
+		else
+			fprintf(f, "%" PRIu64 ",%.1f,%.1f,-1,-1\n", i,
+				(double)(ts - t_start) / 1e3, late);
+	}
+	return fclose(f) == 0 ? 0 : -1;
+}
+
 static void report_idle(long rss0, long rss1)
 {
 	double per = rss0 >= 0 && rss1 >= 0 && O.n ?
@@ -1207,7 +1255,8 @@ static void usage(FILE *f)
 	      "  --connect-rate R     new connections per second (20000)\n"
 	      "  --max-pending K      handshakes in flight (512)\n"
 	      "  --src-addrs K        source addresses 127.0.0.1.. (64)\n"
-	      "  --server-pid PID     repeatable: CPU and RSS are summed\n",
+	      "  --server-pid PID     repeatable: CPU and RSS are summed\n"
+	      "  --msg-log FILE       write per-message timings (CSV)\n",
 	      f);
 }
 
@@ -1226,7 +1275,7 @@ static int parse_opts(int argc, char **argv)
 		{ "connect-rate", 1, 0, 'C' }, { "max-pending", 1, 0, 'k' },
 		{ "src-addrs", 1, 0, 'a' }, { "server-pid", 1, 0, 'S' },
 		{ "pub-http", 0, 0, 'X' }, { "pub-id", 1, 0, 'B' },
-		{ "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
+		{ "msg-log", 1, 0, 'M' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 }
 	};
 	static char path[200], ppath[200];
 	bool have_count = false;
@@ -1261,6 +1310,7 @@ static int parse_opts(int argc, char **argv)
 		case 'i': O.mode = M_IDLE; break;
 		case 'X': O.pub_http = true; break;
 		case 'B': O.pub_base = (unsigned)atoi(optarg); break;
+		case 'M': O.msg_log = optarg; break;
 		case 'I': O.idle_wait = atof(optarg); break;
 		case 't': O.timeout = atof(optarg); break;
 		case 'T': O.connect_timeout = atof(optarg); break;
@@ -1344,6 +1394,15 @@ static int setup(void)
 	for (i = 0; i < O.pubs; i++)
 		if (!(dcount[i] = calloc(per_pub, sizeof(uint32_t))))
 			return -1;
+	if (O.msg_log && O.mode != M_IDLE) {
+		size_t m = (size_t)per_pub * O.pubs;
+
+		m_queued = calloc(m, sizeof(uint64_t));
+		m_first = calloc(m, sizeof(uint64_t));
+		m_last = calloc(m, sizeof(uint64_t));
+		if (!m_queued || !m_first || !m_last)
+			return -1;
+	}
 	for (i = 0; i < total; i++) {
 		conns[i].fd = -1;
 		conns[i].idx = i;
@@ -1377,6 +1436,9 @@ static void teardown(void)
 	free(tracks);
 	free(pq);
 	free(dcount);
+	free(m_queued);
+	free(m_first);
+	free(m_last);
 	close(tfd);
 	close(epfd);
 }
@@ -1419,6 +1481,8 @@ int main(int argc, char **argv)
 			run_load();
 		cpu1 = proc_cpu_s();
 		report_load(cpu0, cpu1);
+		if (m_queued && write_msg_log() < 0)
+			rc = -1;
 	}
 	teardown();
 	return rc == 0 && S.errors == 0 ? 0 : 1;

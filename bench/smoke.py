@@ -8,15 +8,19 @@ then runs cfbench in each mode against it (a fresh room each time):
 open loop (50 subscribers x 200 messages at 500/s), closed loop (window
 8), flat (all at once, 2 publishers) and idle, and checks that every
 message reached every subscriber once and in order and that the numbers
-are sane. Exit 0 on success.
+are sane; the open-loop and flat runs also write --msg-log, which is
+checked line by line. Exit 0 on success.
 """
+import csv
 import json
 import os
 import re
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -86,6 +90,23 @@ def check_load(r, mode, count):
         sys.exit('%s: no delivery rate' % mode)
 
 
+def check_msg_log(path, mode, count, rate=None):
+    """One line per message, in order, each delivered after it was
+    queued; in open loop the stamps are the intended send times."""
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    if [int(r['msg']) for r in rows] != list(range(count)):
+        sys.exit('%s: msg log has %d lines, want messages 0..%d' %
+                 (mode, len(rows), count - 1))
+    for r in rows:
+        stamp, late = float(r['stamp_us']), float(r['late_us'])
+        first, last = float(r['first_us']), float(r['last_us'])
+        if not 0 <= late <= first <= last:
+            sys.exit('%s: msg log line out of order: %r' % (mode, r))
+        if rate and abs(stamp - int(r['msg']) * 1e6 / rate) > 1:
+            sys.exit('%s: stamp is not the intended time: %r' % (mode, r))
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -95,13 +116,19 @@ def main():
             return cfbench(sys.argv[2], port, daemon.pid, args)
 
         n = ['-n', str(N)]
-        check_load(run(n + ['--count', str(COUNT), '--rate', str(RATE)]),
-                   'open', COUNT)
+        tmp = tempfile.mkdtemp(prefix='bench-smoke-')
+        log = os.path.join(tmp, 'open.csv')
+        check_load(run(n + ['--count', str(COUNT), '--rate', str(RATE),
+                            '--msg-log', log]), 'open', COUNT)
+        check_msg_log(log, 'open', COUNT, RATE)
         check_load(run(n + ['--count', str(COUNT), '--window', '8']),
                    'closed', COUNT)
+        log = os.path.join(tmp, 'flat.csv')
         check_load(run(n + ['--count', str(COUNT), '--flat',
-                            '--publishers', '2', '--size', '1024']),
-                   'flat', COUNT)
+                            '--publishers', '2', '--size', '1024',
+                            '--msg-log', log]), 'flat', COUNT)
+        check_msg_log(log, 'flat', COUNT)
+        shutil.rmtree(tmp)
         r = run(n + ['--idle', '--idle-wait', '0.2'])
         if r['mode'] != 'idle' or r['errors'] or r['closed_subs'] or \
                 r['rss_kib_before'] <= 0 or r['rss_kib_after'] <= 0:
