@@ -31,8 +31,11 @@ typedef struct cfd_ctx {
   struct cfd_ws *ws_head; /* every WebSocket connection */
   /* Connections whose outbox has bytes and no EV_WRITE armed. ws_flush
    * writes them once per loop iteration, before the loop blocks; it is
-   * started only while ws_dirty is not empty (cfd_ws.c). */
+   * started only while ws_dirty or ws_pre is not empty (cfd_ws.c). */
   struct cfd_ws *ws_dirty;
+  /* Connections whose 101 is out and whose early frames (sent with the
+   * HTTP head) ws_flush reads next; it runs while either list has one. */
+  struct cfd_ws *ws_pre;
   ev_prepare ws_flush;
   /* Batches those writes through io_uring (cfd_batch.h); NULL: each
    * connection is written with its own writev. Owned by main(). */

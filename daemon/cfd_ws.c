@@ -58,6 +58,7 @@ typedef struct cfd_ws {
                            fragmented message began (scan not idle) */
   double last_ping;     /* ev_now() of the last ping sent */
   uint8_t *pre;         /* bytes that came with the HTTP head, or NULL */
+  struct cfd_ws *pre_next; /* ctx->ws_pre list, see pre_due */
   uint32_t pre_len, pre_off;
   uint32_t rx_budget;   /* bytes this wakeup may still read */
   cfd_frame_scan scan;  /* announced sizes, ahead of wslay */
@@ -68,6 +69,7 @@ typedef struct cfd_ws {
   uint8_t rx_gone;      /* the recv callback saw EOF or an error */
   uint8_t too_big;      /* the scan saw a header over max_message_size */
   uint8_t ip_held;      /* peer is counted by the per-address limits */
+  uint8_t pre_state;    /* 0, PRE_QUEUED on ctx->ws_pre, then PRE_DONE */
   unsigned pump_gen;    /* ctx->flush_gen of its last pump_dirty() pump */
   uint8_t hold_len;     /* bytes in hold */
   uint8_t *hold;        /* the start of a close frame, see recv_cb */
@@ -86,6 +88,26 @@ static double mono_now(void) {
 
 static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents);
 
+#define PRE_QUEUED 1
+#define PRE_DONE 2
+
+/* ws_flush runs while there is something for it: dirty connections or
+ * early frames to read (ctx->ws_pre). */
+static void flush_watch(cfd_ctx *ctx) {
+  if (ctx->ws_dirty == NULL && ctx->ws_pre == NULL) {
+    /* A stopped prepare is off libev's list: an idle loop pays nothing. */
+    ev_prepare_stop(ctx->loop, &ctx->ws_flush);
+  } else if (!ev_is_active(&ctx->ws_flush)) {
+    /* (Re)initialised only while stopped; the zeroed ctx needs it once.
+     * Lowest priority: it runs after any other prepare watcher, which
+     * might still add output. */
+    ev_prepare_init(&ctx->ws_flush, flush_cb);
+    ev_set_priority(&ctx->ws_flush, EV_MINPRI);
+    ctx->ws_flush.data = ctx;
+    ev_prepare_start(ctx->loop, &ctx->ws_flush);
+  }
+}
+
 static void dirty_del(cfd_ws *c) {
   cfd_ctx *ctx = c->ctx;
   if (c->dirty_pprev == NULL)
@@ -95,9 +117,8 @@ static void dirty_del(cfd_ws *c) {
     c->dirty_next->dirty_pprev = c->dirty_pprev;
   c->dirty_next = NULL;
   c->dirty_pprev = NULL;
-  /* A stopped prepare is off libev's list: an idle loop pays nothing. */
   if (ctx->ws_dirty == NULL)
-    ev_prepare_stop(ctx->loop, &ctx->ws_flush);
+    flush_watch(ctx);
 }
 
 /*
@@ -118,20 +139,43 @@ static void want_write(cfd_ws *c) {
   if (ev_is_active(&c->wio) || c->state == WS_LINGER)
     return;
   ctx->repump++;
-  if (ctx->ws_dirty == NULL) {
-    /* (Re)initialised only while stopped; the zeroed ctx needs it once.
-     * Lowest priority: it runs after any other prepare watcher, which
-     * might still add output. */
-    ev_prepare_init(&ctx->ws_flush, flush_cb);
-    ev_set_priority(&ctx->ws_flush, EV_MINPRI);
-    ctx->ws_flush.data = ctx;
-    ev_prepare_start(ctx->loop, &ctx->ws_flush);
-  }
   c->dirty_next = ctx->ws_dirty;
   if (ctx->ws_dirty != NULL)
     ctx->ws_dirty->dirty_pprev = &c->dirty_next;
   c->dirty_pprev = &ctx->ws_dirty;
   ctx->ws_dirty = c;
+  flush_watch(ctx);
+}
+
+/*
+ * c's 101 is out: the frames that came with its HTTP head are read in
+ * ws_flush, which then writes what they produced (the messages they
+ * publish, pongs) before the loop blocks. Fed to the read watcher
+ * instead, they would be read after ws_flush has run for this loop
+ * iteration, and their output would wait for the next wake-up. Once per
+ * connection; the list is short-lived and short, so leaving it (pre_del)
+ * is a walk.
+ */
+static void pre_due(cfd_ws *c) {
+  cfd_ctx *ctx = c->ctx;
+  if (c->pre_state != 0)
+    return;
+  c->pre_state = PRE_QUEUED;
+  c->pre_next = ctx->ws_pre;
+  ctx->ws_pre = c;
+  flush_watch(ctx);
+}
+
+static void pre_del(cfd_ws *c) {
+  cfd_ws **pp = &c->ctx->ws_pre;
+  if (c->pre_state != PRE_QUEUED)
+    return;
+  while (*pp != c)
+    pp = &(*pp)->pre_next;
+  *pp = c->pre_next;
+  c->pre_next = NULL;
+  c->pre_state = PRE_DONE;
+  flush_watch(c->ctx);
 }
 
 /* --- lifetime ---------------------------------------------------------- */
@@ -147,6 +191,7 @@ static void ws_drop_parser(cfd_ws *c) {
 static void ws_free(cfd_ws *c) {
   cfd_ctx *ctx = c->ctx;
   dirty_del(c);
+  pre_del(c);
   ev_io_stop(ctx->loop, &c->rio);
   ev_io_stop(ctx->loop, &c->wio);
   ev_timer_stop(ctx->loop, &c->timer);
@@ -690,7 +735,7 @@ static void flush_done(cfd_ws *c, int rv) {
    * the outbox, and a slow-consumer cut-off drops every entry not yet
    * begun: the client got a close frame without a 101. */
   else if (c->pre != NULL)
-    ev_feed_event(loop, &c->rio, EV_READ);
+    pre_due(c);
 }
 
 /* Writes what is left in c's outbox itself. Returns -1 when c was
@@ -824,14 +869,20 @@ static void flush_batched(cfd_ctx *ctx, cfd_batch *b) {
 static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
   cfd_ctx *ctx = w->data;
   cfd_ws *c;
-  (void)loop;
   (void)revents;
-  if (ctx->batch != NULL)
-    flush_batched(ctx, ctx->batch);
-  while ((c = ctx->ws_dirty) != NULL) {
-    if (ws_flush(c) == 0)
-      dirty_del(c);
-  }
+  do {
+    if (ctx->batch != NULL)
+      flush_batched(ctx, ctx->batch);
+    while ((c = ctx->ws_dirty) != NULL) {
+      if (ws_flush(c) == 0)
+        dirty_del(c);
+    }
+    /* Early frames (pre_due): each connection's once, so this ends. */
+    while ((c = ctx->ws_pre) != NULL) {
+      pre_del(c);
+      read_cb(loop, &c->rio, EV_READ);
+    }
+  } while (ctx->ws_dirty != NULL);
 }
 
 static void write_cb(struct ev_loop *loop, ev_io *w, int revents) {

@@ -531,16 +531,17 @@ class RawWS:
 
     @classmethod
     def connect(cls, addr, path='/ws?room=lobby', extra=None, rcvbuf=None,
-                timeout=5.0):
+                timeout=5.0, early=b''):
         """Opens a WebSocket; raises HandshakeError unless it got 101 with
-        a correct Sec-WebSocket-Accept."""
+        a correct Sec-WebSocket-Accept. early: bytes (frames) sent in the
+        same write as the request, before the 101."""
         s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         s.settimeout(timeout)
         s.connect(addr)
         req, key = upgrade_request(addr, path, extra=extra)
-        s.sendall(req)
+        s.sendall(req + early)
         data = b''
         deadline = time.monotonic() + timeout
         while b'\r\n\r\n' not in data:
