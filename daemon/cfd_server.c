@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "cfd_clock.h"
 #include "cfd_http.h"
 #include "cfd_limits.h"
 #include "cfd_listen.h"
@@ -503,7 +504,7 @@ static void conn_reject_ip(cfd_server *s, int fd, const cfd_peer *p,
 static int conn_admit(cfd_server *s, int fd, cfd_peer *p, int *held) {
   int rv;
   cfd_peer_get(fd, p);
-  rv = cfd_limits_ip_open(s->limits, p, ev_now(s->ctx->loop), NULL);
+  rv = cfd_limits_ip_open(s->limits, p, cfd_mono_now(), NULL);
   *held = rv == CFD_IP_OK;
   if (rv >= 0)
     return 0;

@@ -12,6 +12,7 @@
 #include <wslay/wslay.h>
 
 #include "cfd_batch.h"
+#include "cfd_clock.h"
 #include "cfd_frame.h"
 #include "cfd_limits.h"
 #include "cfd_log.h"
@@ -53,10 +54,11 @@ typedef struct cfd_ws {
   ev_io rio;
   ev_io wio;            /* active while the socket is full */
   ev_timer timer;       /* OPEN: ping/idle; later: close deadline */
-  double last_rx;       /* ev_now() of the last byte received */
-  double busy_since;    /* ev_now() when the unfinished frame or
+  /* Times on cfd_mono_now()'s clock. */
+  double last_rx;       /* when the last byte was received */
+  double busy_since;    /* when the unfinished frame or
                            fragmented message began (scan not idle) */
-  double last_ping;     /* ev_now() of the last ping sent */
+  double last_ping;     /* when the last ping was sent */
   uint8_t *pre;         /* bytes that came with the HTTP head, or NULL */
   struct cfd_ws *pre_next; /* ctx->ws_pre list, see pre_due */
   uint32_t pre_len, pre_off;
@@ -77,12 +79,6 @@ typedef struct cfd_ws {
   char room[CF_ROOM_MAX + 1];
   cfd_peer peer;        /* for log lines, also after a reset */
 } cfd_ws;
-
-static double mono_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* --- the dirty list ---------------------------------------------------- */
 
@@ -369,7 +365,7 @@ static ssize_t rx_scan(cfd_ws *c, const uint8_t *buf, ssize_t n) {
     c->too_big = 1;
   /* Unfinished now, and begun in these bytes: its clock starts. */
   if (!cfd_frame_scan_idle(&c->scan) && (idle || c->scan.done != done))
-    c->busy_since = ev_now(c->ctx->loop);
+    c->busy_since = cfd_mono_now();
   return n;
 }
 
@@ -400,7 +396,7 @@ static ssize_t rx_more(cfd_ws *c, wslay_event_context_ptr ws, uint8_t *buf,
   while (n < 0 && errno == EINTR);
   if (n > 0) {
     c->rx_budget -= (uint32_t)n;
-    c->last_rx = ev_now(c->ctx->loop);
+    c->last_rx = cfd_mono_now();
     return rx_scan(c, buf, n);
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -474,9 +470,9 @@ static void publish(cfd_ws *c, uint32_t flags, const uint8_t *msg,
   int rv;
   ctx->metrics.messages_in++;
   ctx->metrics.bytes_in += len;
-  t0 = mono_now();
+  t0 = cfd_mono_now();
   rv = cf_hub_publish(ctx->hub, c->room, c->room_len, flags, msg, len);
-  cfd_metrics_fanout(&ctx->metrics, mono_now() - t0);
+  cfd_metrics_fanout(&ctx->metrics, cfd_mono_now() - t0);
   /*
    * On error the message reached nobody, here or on other instances.
    * TOO_BIG can only be the queue's limit (the hub's is ours, checked
@@ -527,7 +523,7 @@ static int rate_check(cfd_ws *c) {
   if (c->close_why != NULL)
     return 1;
   if (cfd_bucket_take(&c->rate, cfg->msg_rate, cfg->msg_burst,
-                      ev_now(c->ctx->loop)))
+                      cfd_mono_now()))
     return 0;
   c->ctx->metrics.ws_rate_limited++;
   ws_fail(c, 1008, "rate limit");
@@ -615,7 +611,7 @@ static void frame_timer(cfd_ws *c) {
   if (c->state != WS_OPEN || cfd_frame_scan_idle(&c->scan) ||
       c->ctx->cfg->frame_timeout <= 0)
     return;
-  left = next_deadline(c, ev_now(loop));
+  left = next_deadline(c, cfd_mono_now());
   if (left >= 0 && (!ev_is_active(&c->timer) ||
                     ev_timer_remaining(loop, &c->timer) > left))
     timer_arm(c, left);
@@ -917,7 +913,7 @@ static double next_deadline(const cfd_ws *c, double now) {
 
 static void keepalive(cfd_ws *c) {
   const cfd_config *cfg = c->ctx->cfg;
-  double now = ev_now(c->ctx->loop), after;
+  double now = cfd_mono_now(), after;
   if (frame_left(c, now) == 0) {
     c->ctx->metrics.ws_frame_timeouts++;
     ws_fail(c, 1008, "frame timeout");
@@ -1045,7 +1041,7 @@ int cfd_ws_start(cfd_ctx *ctx, int fd, const cfd_route *rt,
   c->ip_held = counted != NULL;
   cfd_batch_fd_add(ctx->batch, fd);
   ws_link(c);
-  c->last_rx = c->last_ping = ev_now(ctx->loop);
+  c->last_rx = c->last_ping = cfd_mono_now();
   ev_io_start(ctx->loop, &c->rio);
   want_write(c); /* the 101 and the history */
   if (next_deadline(c, c->last_rx) >= 0)

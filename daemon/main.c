@@ -18,6 +18,7 @@
 #include <chatfanout/chatfanout.h>
 
 #include "cfd_batch.h"
+#include "cfd_clock.h"
 #include "cfd_config.h"
 #include "cfd_ctx.h"
 #include "cfd_frame.h"
@@ -56,14 +57,14 @@ typedef struct cfd_daemon {
   ev_signal sigint;
   ev_timer drain;   /* polls for the end of a shutdown */
   cfd_trim trim;    /* gives freed heap back after a storm */
-  double stop_at;   /* ev_now() by which shutdown gives up waiting */
+  double stop_at;   /* cfd_mono_now() by which shutdown gives up */
   /* The hub owns the queue's callbacks, so state changes are noticed
    * after each loop iteration instead (every change happens inside some
    * loop callback). */
   ev_check queue_watch;
   int queue_state;  /* last state logged */
   char detail[256]; /* last errmsg logged */
-  double detail_at; /* ev_now() when it was logged */
+  double detail_at; /* cfd_mono_now() when it was logged */
   int flush_rv;     /* cf_queue_flush() result; not CF_OK: do not wait */
 } daemon_t;
 
@@ -199,10 +200,12 @@ static int queue_open(daemon_t *d, const cfd_config *cfg) {
 
 /* A new backend detail while the state stays (say, messages the service
  * refused, or a body that was no envelope): once, rate-limited. */
-static void queue_detail_log(daemon_t *d, double now) {
+static void queue_detail_log(daemon_t *d) {
   const char *msg = cf_queue_errmsg(d->queue);
+  double now;
   if (msg[0] == '\0' || strncmp(msg, d->detail, sizeof(d->detail) - 1) == 0)
     return;
+  now = cfd_mono_now();
   if (d->detail_at > 0 && now - d->detail_at < DETAIL_LOG_INTERVAL)
     return;
   cfd_log(CFD_LOG_WARN, "queue detail", "queue", cf_queue_name(d->queue),
@@ -221,9 +224,10 @@ static void queue_watch_cb(struct ev_loop *loop, ev_check *w, int revents) {
               : trouble           ? CFD_LOG_WARN
                                   : CFD_LOG_INFO;
   const char *msg = cf_queue_errmsg(d->queue);
+  (void)loop;
   (void)revents;
   if (st == d->queue_state) {
-    queue_detail_log(d, ev_now(loop));
+    queue_detail_log(d);
     return;
   }
   if (trouble) {
@@ -231,7 +235,7 @@ static void queue_watch_cb(struct ev_loop *loop, ev_check *w, int revents) {
             cf_queue_state_name(st), "was", cf_queue_state_name(d->queue_state),
             "detail", msg, NULL);
     snprintf(d->detail, sizeof(d->detail), "%s", msg);
-    d->detail_at = ev_now(loop);
+    d->detail_at = cfd_mono_now();
   } else {
     cfd_log(level, "queue state", "queue", cf_queue_name(d->queue), "state",
             cf_queue_state_name(st), "was", cf_queue_state_name(d->queue_state),
@@ -261,7 +265,7 @@ static void drain_cb(struct ev_loop *loop, ev_timer *w, int revents) {
   int queue_done = qs == CF_QUEUE_STOPPED || d->flush_rv != CF_OK;
   (void)revents;
   if ((d->ctx.n_http == 0 && d->ctx.n_ws == 0 && queue_done) ||
-      ev_now(loop) >= d->stop_at) {
+      cfd_mono_now() >= d->stop_at) {
     if (d->ctx.n_ws > 0 || d->ctx.n_http > 0 || !queue_done) {
       char ws[16], http[16];
       snprintf(ws, sizeof(ws), "%u", d->ctx.n_ws);
@@ -294,7 +298,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents) {
     if (d->flush_rv != CF_OK)
       log_cf_error("cannot flush queue", d->flush_rv);
   }
-  d->stop_at = ev_now(loop) + d->ctx.cfg->shutdown_timeout;
+  d->stop_at = cfd_mono_now() + d->ctx.cfg->shutdown_timeout;
   ev_timer_set(&d->drain, 0., DRAIN_POLL);
   ev_timer_start(loop, &d->drain);
 }
