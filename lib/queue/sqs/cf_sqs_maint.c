@@ -389,6 +389,8 @@ static void peer_add(sqs *s, const char *url, double now) {
   memcpy(p->url, url, n);
   p->last_seen = now;
   p->missed = 0;
+  p->suspect = 0;
+  p->suspect_since = 0;
   cf_list_append(&s->peers, &p->link);
   s->npeers++;
 }
