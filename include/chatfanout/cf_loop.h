@@ -63,7 +63,13 @@ typedef struct cf_loop {
   /* Stops and frees a timer from timer_new. Accepts NULL. */
   void (*timer_free)(void *data, void *timer);
 
-  /* Current wall-clock time in seconds since the epoch (cached is fine). */
+  /*
+   * Current wall-clock time in seconds since the epoch (cached is fine).
+   * Read only for values that mean a date (request signing, timestamps,
+   * credential expiry); intervals, timeouts and pacing use the library's
+   * own monotonic clock, so a step of the wall clock does not stretch or
+   * cut them.
+   */
   double (*now)(void *data);
 } cf_loop;
 

@@ -583,7 +583,8 @@ static int sign(cf__aws *a, endpoint *e, const cf__aws_creds *cr,
   r.payload_len = len;
   r.region = a->cfg.region;
   r.service = e->service;
-  r.time = (time_t)a->loop.now(a->loop.data); /* > 0: truncation floors */
+  /* Wall clock: the signature's date. > 0: truncation floors. */
+  r.time = (time_t)a->loop.now(a->loop.data);
   sc.access_key_id = cr->access_key_id;
   sc.secret_key = cr->secret_key;
   sc.session_token = cr->session_token;

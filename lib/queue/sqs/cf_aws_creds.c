@@ -495,6 +495,7 @@ int cf__aws_creds_start(cf__aws_creds_provider *p, cf__aws_creds_cb cb,
 const cf__aws_creds *cf__aws_creds_get(const cf__aws_creds_provider *p) {
   if (p == NULL || p->cur.id == NULL)
     return NULL;
+  /* Wall clock: expires is a date from AWS (or the credentials file). */
   if (p->cur.expires > 0 && p->loop.now(p->loop.data) >= p->cur.expires)
     return NULL;
   return &p->view;

@@ -61,7 +61,7 @@ static void fetch_fail(cf__aws_creds_provider *p, int error, const char *fmt,
 
 static void install(cf__aws_creds_provider *p, cf__aws_cset *set,
                     const char *what) {
-  double now = p->loop.now(p->loop.data);
+  double now = p->loop.now(p->loop.data); /* wall: expires is a date */
   if (set->expires > 0 && set->expires <= now) {
     cf__aws_cset_clear(&p->mem, set);
     fetch_fail(p, CF_ERR_BACKEND, "%s: credentials already expired", what);

@@ -24,10 +24,10 @@
 
 #include <stdalign.h>
 #include <string.h>
-#include <time.h>
 
 #include <curl/curl.h>
 
+#include "cf_clock.h"
 #include "cf_list.h"
 #include "cf_mem.h"
 
@@ -67,7 +67,7 @@ struct cf__http_xfer {
   int in_cb;            /* its callback is running: cancel is a no-op */
   int parked;           /* linked in cf__http.parked, not yet done */
   cf_list park;         /* in cf__http.parked */
-  double start;         /* monotonic seconds at send */
+  double start;         /* cf__mono_now() at send */
   char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -92,12 +92,6 @@ struct cf__http {
 #define XFER_HEAD \
   ((sizeof(cf__http_xfer) + alignof(max_align_t) - 1) / \
    alignof(max_align_t) * alignof(max_align_t))
-
-static double mono_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- sockets and timers: curl -> loop --------------------------------- */
 
@@ -237,7 +231,7 @@ static void xfer_complete(cf__http *h, cf__http_xfer *x, CURLcode rc) {
   r.status = status;
   r.body = x->body != NULL ? x->body : "";
   r.body_len = x->len;
-  r.elapsed = mono_now() - x->start;
+  r.elapsed = cf__mono_now() - x->start;
   /* Out of the multi first, so a callback that sends again may reuse the
    * connection this transfer just released. */
   curl_multi_remove_handle(h->multi, x->easy);
@@ -604,7 +598,7 @@ int cf__http_send_ctx(cf__http *h, const cf__http_req *req, cf__http_cb cb,
     xfer_discard(h, x);
     return rv;
   }
-  x->start = mono_now();
+  x->start = cf__mono_now();
   /* Adding only arms curl's timer: the transfer starts from the loop. */
   if (curl_multi_add_handle(h->multi, x->easy) != CURLM_OK) {
     xfer_discard(h, x);

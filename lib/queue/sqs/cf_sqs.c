@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cf_clock.h"
 #include "cf_mem.h"
 
 #define SQS_LINGER_DEFAULT 0.005
@@ -41,8 +42,13 @@ int sqs_freeing(const sqs *s) {
   return cf__queue_freeing(s->q);
 }
 
-double sqs_now(const sqs *s) {
+double sqs_wall(const sqs *s) {
   return s->loop.now(s->loop.data);
+}
+
+double sqs_mono(const sqs *s) {
+  (void)s;
+  return cf__mono_now();
 }
 
 void sqs_timer_set(sqs *s, void *timer, double after) {
@@ -110,8 +116,8 @@ void sqs_update_state(sqs *s) {
   if (s->phase == SQS_IDLE || s->phase == SQS_STOPPED)
     return;
   if (s->failing != 0)
-    st = sqs_now(s) - s->fail_since >= SQS_DOWN_AFTER ? CF_QUEUE_DOWN
-                                                      : CF_QUEUE_DEGRADED;
+    st = sqs_mono(s) - s->fail_since >= SQS_DOWN_AFTER ? CF_QUEUE_DOWN
+                                                       : CF_QUEUE_DEGRADED;
   else if (s->was_ready)
     st = CF_QUEUE_UP;
   else
@@ -128,7 +134,7 @@ static void fail_text(sqs *s, unsigned part, const char *text) {
     snprintf(s->errmsg, sizeof(s->errmsg), "%s", text);
   s->failing |= part;
   if (first) {
-    s->fail_since = sqs_now(s);
+    s->fail_since = sqs_mono(s);
     sqs_timer_set(s, s->health_timer, SQS_DOWN_AFTER);
   }
   sqs_update_state(s);
@@ -300,7 +306,7 @@ static void on_flush_timer(void *arg) {
 
 static int sqs_flush(void *impl, double timeout) {
   sqs *s = impl;
-  double now = sqs_now(s);
+  double now = sqs_mono(s);
 
   switch (s->phase) {
   case SQS_IDLE:
@@ -544,8 +550,9 @@ int cf_queue_sqs_new(cf_queue **out, const cf_loop *loop,
   cf_list_init(&s->jobs);
   cf_list_init(&s->dels);
   cf_list_init(&s->peers);
+  /* Wall time: differs between restarts (and hosts), unlike uptime. */
   cf__sqs_rng_seed(&s->rng, cfg->instance_id ^
-                                (uint64_t)(sqs_now(s) * 1e6));
+                                (uint64_t)(sqs_wall(s) * 1e6));
   rv = config_apply(s, cfg, errmsg, msglen);
   if (rv == CF_OK)
     rv = parts_init(s, cfg, errmsg, msglen);

@@ -88,7 +88,7 @@ typedef struct sqs_poller {
   int waiting;          /* timer armed */
   int probe;            /* after a failure: poll without waiting first */
   int single;           /* last answer was too big: ask for one message */
-  double last_start;    /* sqs_now() when the last poll was sent */
+  double last_start;    /* sqs_mono() when the last poll was sent */
   cf__sqs_backoff bo;
 } sqs_poller;
 
@@ -120,10 +120,10 @@ enum sqs_mstep {
 
 typedef struct sqs_peer {
   cf_list link;      /* in s->peers */
-  double last_seen;  /* loop time of the last listing naming it */
+  double last_seen;  /* sqs_mono() of the last listing naming it */
   unsigned missed;   /* successful listings without it since then */
   int suspect;       /* its queue answered "not found": sends wait */
-  double suspect_since;
+  double suspect_since; /* sqs_mono() when it became suspect */
   char url[];
 } sqs_peer;
 
@@ -149,7 +149,7 @@ struct sqs {
   double reorder_window;
   double peer_refresh;
   double heartbeat;
-  double stale_after;
+  double stale_after;   /* compared with the wall-clock heartbeat tags */
   unsigned retention;
 
   /* lifecycle */
@@ -157,13 +157,13 @@ struct sqs {
   int ready;            /* setup completed, resources believed present */
   int was_ready;        /* ready at least once since start */
   int send_hold;        /* sends wait for the re-subscribe grace */
-  double flush_deadline;
+  double flush_deadline; /* sqs_mono() by which the flush gives up */
   void *flush_timer;
   void *hold_timer;
 
   /* health */
   unsigned failing;     /* enum sqs_part bits */
-  double fail_since;    /* loop time the first bit was set */
+  double fail_since;    /* sqs_mono() when the first bit was set */
   void *health_timer;
   char errmsg[256];
   uint64_t undecodable; /* received bodies that were not envelopes */
@@ -188,7 +188,7 @@ struct sqs {
   size_t njobs_inflight; /* of those, with a call in flight */
   void *linger_timer;
   int linger_armed;
-  double last_batch;    /* sqs_now() when the last batch left */
+  double last_batch;    /* sqs_mono() when the last batch left */
 
   /* receiving */
   sqs_poller pollers[SQS_MAX_POLLERS];
@@ -224,7 +224,16 @@ void sqs_enter(sqs *s);
 /* Returns 1 when s was destroyed: touch nothing after. */
 int sqs_leave(sqs *s);
 int sqs_freeing(const sqs *s);
-double sqs_now(const sqs *s);
+/*
+ * The two clocks (see cf_clock.h). sqs_wall(): the loop's wall clock,
+ * seconds since the epoch, only for values that mean a date (request
+ * signing, the heartbeat tag and its comparison with peers' tags, the
+ * random seed). sqs_mono(): monotonic seconds, for every interval,
+ * pacing, timeout and "since" time, so that a step of the wall clock
+ * neither stalls nor rushes them.
+ */
+double sqs_wall(const sqs *s);
+double sqs_mono(const sqs *s);
 void sqs_timer_set(sqs *s, void *timer, double after);
 
 /* Health: part failed (detail says what, from r when given). */

@@ -170,7 +170,8 @@ static int is_stale(const sqs *s, const json_t *data) {
   t = strtod(beat, &end);
   if (end == beat || *end != '\0')
     return 0;
-  return sqs_now(s) - t > s->stale_after;
+  /* Both wall clock: the tag is another instance's sqs_wall(). */
+  return sqs_wall(s) - t > s->stale_after;
 }
 
 /* TagQueue or GetSubscriptionAttributes: is our side still there? */
@@ -416,7 +417,7 @@ void sqs_peer_suspect(sqs *s, const char *url) {
   if (p == NULL || p->suspect)
     return;
   p->suspect = 1;
-  p->suspect_since = sqs_now(s);
+  p->suspect_since = sqs_mono(s);
   peers_refresh_soon(s);
 }
 
@@ -444,7 +445,7 @@ static int peer_gone(const sqs *s, const sqs_peer *p, double now) {
 void sqs_peers_update(sqs *s, const json_t *data) {
   const json_t *urls = json_object_get(data, "QueueUrls");
   size_t i, n = cf__sqs_json_list_size(urls);
-  double now = sqs_now(s);
+  double now = sqs_mono(s);
   cf_list *l, *next;
 
   for (i = 0; i < n; i++) {

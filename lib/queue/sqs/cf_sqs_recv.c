@@ -196,7 +196,7 @@ static void report(sqs *s, cf_envelope *env) {
 
 /* Reports what the reorder window lets out now and re-arms its timer. */
 static void deliver_ready(sqs *s) {
-  double now = sqs_now(s), d;
+  double now = sqs_mono(s), d;
   cf_envelope *e;
 
   while (!sqs_freeing(s) &&
@@ -235,7 +235,7 @@ static void receive_env(sqs *s, cf_envelope *env) {
     cf__envelope_free(env, &s->mem);
     return;
   }
-  rv = cf__sqs_reorder_push(s->reorder, env, sqs_now(s));
+  rv = cf__sqs_reorder_push(s->reorder, env, sqs_mono(s));
   if (rv == CF_ERR_EXISTS)
     cf__envelope_free(env, &s->mem);
   else if (rv != CF_OK)
@@ -297,7 +297,7 @@ static void poll_send(sqs_poller *p) {
   json_t *params;
   int rv = CF_ERR_NOMEM;
 
-  p->last_start = sqs_now(s);
+  p->last_start = sqs_mono(s);
   params = json_pack("{s:s, s:i, s:i}", "QueueUrl", s->queue_url,
                      "MaxNumberOfMessages", max,
                      "WaitTimeSeconds", (int)wait);
@@ -314,6 +314,7 @@ static void poll_send(sqs_poller *p) {
 static void poll_answered(sqs_poller *p, const json_t *data) {
   sqs *s = p->s;
   size_t n, full = p->single ? 1u : CF__SQS_BATCH_MAX;
+  double now;
 
   cf__sqs_backoff_reset(&p->bo);
   p->single = 0;
@@ -332,8 +333,9 @@ static void poll_answered(sqs_poller *p, const json_t *data) {
    * come back at once with little or nothing (a FIFO queue whose group
    * is held by the other poller's messages), which would otherwise spin.
    */
-  if (n < full && p->last_start + s->interval > sqs_now(s)) {
-    poll_wait(p, p->last_start + s->interval - sqs_now(s));
+  now = sqs_mono(s);
+  if (n < full && p->last_start + s->interval > now) {
+    poll_wait(p, p->last_start + s->interval - now);
     return;
   }
   poll_send(p);

@@ -392,7 +392,7 @@ static double batch_due(const sqs *s) {
 
   if (pending_full(s) || s->phase == SQS_DRAINING)
     return 0.0;
-  wait = s->last_batch + s->interval - sqs_now(s);
+  wait = s->last_batch + s->interval - sqs_mono(s);
   return wait > 0.0 ? wait : 0.0;
 }
 
@@ -411,7 +411,7 @@ void sqs_send_pump(sqs *s) {
       batch_unform(s, &b);
       break; /* the next publish or completion tries again */
     }
-    s->last_batch = sqs_now(s);
+    s->last_batch = sqs_mono(s);
   }
   sqs_check_drained(s);
 }

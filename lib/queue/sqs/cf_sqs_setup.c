@@ -72,7 +72,7 @@ static json_t *tags_object(const sqs *s) {
   char id[17], beat[24];
 
   snprintf(id, sizeof(id), "%016llx", (unsigned long long)s->self);
-  snprintf(beat, sizeof(beat), "%.0f", sqs_now(s));
+  snprintf(beat, sizeof(beat), "%.0f", sqs_wall(s)); /* a date */
   return json_pack("{s:s, s:s, s:s}", "chatfanout-cluster", s->cluster,
                    "chatfanout-instance", id, "chatfanout-heartbeat", beat);
 }
