@@ -241,7 +241,8 @@ static const char *wslay_close_why(int code) {
   }
 }
 
-/* A close frame with code is now in the outbox: count and log it. */
+/* A close frame with code is now in the outbox (the hub was told
+ * first: cf_client_shutdown): count and log it. */
 static void closing_begin(cfd_ws *c, int code) {
   int level = CFD_LOG_INFO;
   const char *why = c->close_why;
@@ -269,7 +270,9 @@ static int ws_setup(cfd_ws *c);
 
 /*
  * Starts a close we decide on: wslay queues the frame (sent by the next
- * pump) and stops reading. No-op when a close is already on its way.
+ * pump) and stops reading, and the hub stops feeding the connection (it
+ * must not cut it off either: the cut would drop the frame). No-op when
+ * a close is already on its way.
  * A connection without a parser (idle: most of those a shutdown or a
  * budget cut closes) gets none for this: the next pump writes the
  * frame itself, outside any hub callback.
@@ -279,6 +282,7 @@ static void ws_fail(cfd_ws *c, uint16_t code, const char *why) {
     if (c->close_why == NULL && c->state == WS_OPEN) {
       c->close_why = why;
       c->close_code = code;
+      cf_client_shutdown(c->client);
       want_write(c);
     }
     return;
@@ -288,6 +292,7 @@ static void ws_fail(cfd_ws *c, uint16_t code, const char *why) {
     return;
   c->close_why = why;
   wslay_event_shutdown_read(c->ws);
+  cf_client_shutdown(c->client);
   want_write(c);
 }
 
@@ -299,6 +304,7 @@ static void ws_fail(cfd_ws *c, uint16_t code, const char *why) {
 static int close_frame_out(cfd_ws *c, uint16_t code, const char *why) {
   uint8_t f[CFD_FRAME_CLOSE_MAX];
   size_t n = cfd_frame_close(f, code, why, strlen(why));
+  cf_client_shutdown(c->client);
   if (cf_client_send(c->client, f, n) != CF_OK)
     return -1;
   c->close_why = why;
@@ -324,6 +330,14 @@ static int ws_pump(cfd_ws *c) {
       return 0;
     return close_frame_out(c, c->close_code, c->close_why);
   }
+  /*
+   * wslay stops reading when it queues a close of its own (the answer
+   * to the peer's, or a protocol error); ws_fail's closes do too. The
+   * hub must know before the frame is queued: a budget cut-off would
+   * drop it, and may come with the very send that queues it.
+   */
+  if (c->state == WS_OPEN && !wslay_event_get_read_enabled(c->ws))
+    cf_client_shutdown(c->client);
   if (wslay_event_want_write(c->ws) && wslay_event_send(c->ws) != 0)
     return -1;
   if (c->state == WS_OPEN && wslay_event_get_close_sent(c->ws))

@@ -140,6 +140,8 @@ typedef struct cf_hub_config {
    * the largest backlog (cf_client_pending() plus 64 per message) are
    * closed as slow consumers (CF_CLOSE_SLOW, their queued messages
    * dropped) until it is back under, counted in stats.budget_closes.
+   * Clients shut down by their transport (cf_client_shutdown()) are
+   * passed over.
    */
   size_t outbound_budget;
   /* Rooms one client may be in at once; 0: no limit. Past it,
@@ -242,8 +244,9 @@ CF_API int cf_hub_deliver(cf_hub *hub, const cf_envelope *env);
 
 /*
  * Calls ops.close(CF_CLOSE_SHUTDOWN) for every client, in attach order,
- * except those already told to close (slow consumers). The clients stay
- * attached until the transport frees them.
+ * except those already told to close (slow consumers) and those their
+ * transport shut down (cf_client_shutdown()). The clients stay attached
+ * until the transport frees them.
  */
 CF_API void cf_hub_close_all(cf_hub *hub);
 
@@ -307,7 +310,8 @@ CF_API void *cf_client_user_data(const cf_client *c);
  * first) is queued to c at once. Returns CF_OK, CF_ERR_INVALID,
  * CF_ERR_EXISTS (already a member), CF_ERR_LIMIT (max_rooms reached and
  * no empty room to evict, or c is in max_rooms_per_client rooms
- * already), CF_ERR_CLOSED (client is closing) or CF_ERR_NOMEM.
+ * already), CF_ERR_CLOSED (client is closing or shut down) or
+ * CF_ERR_NOMEM.
  */
 CF_API int cf_client_join(cf_client *c, const char *room, size_t room_len);
 
@@ -345,6 +349,20 @@ CF_API cf_msg *cf_client_pop(cf_client *c);
  * CF_ERR_INVALID, CF_ERR_QUEUE_FULL or CF_ERR_NOMEM.
  */
 CF_API int cf_client_send(cf_client *c, const void *bytes, size_t len);
+
+/*
+ * The transport is closing c on its own (say, with a close frame of its
+ * protocol). From now on the hub queues nothing more to c from its
+ * rooms, never cuts it off or trims its outbox (the outbound budget
+ * passes it over) and never calls its ops.close; cf_hub_close_all()
+ * skips it. What is queued stays, and cf_client_send() still works, so
+ * the transport's last bytes go out after it; cf_client_join() returns
+ * CF_ERR_CLOSED. Call it before queuing those bytes: a cut-off can come
+ * with any call that queues. A pending ops.wake still runs, and so does
+ * an ops.close the hub decided before this call (from inside a
+ * callback). The transport frees c when done. Idempotent; accepts NULL.
+ */
+CF_API void cf_client_shutdown(cf_client *c);
 
 /* --- Messages --------------------------------------------------------- */
 

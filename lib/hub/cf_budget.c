@@ -42,7 +42,9 @@ static int budget_over(const cf_hub *h) {
  * A client the transport never wrote to cannot be a slow reader yet: a
  * joining one holds its history and, in front of it, what its transport
  * queued first (a WebSocket handshake answer), which a cut-off would
- * drop. It becomes a candidate after its first write.
+ * drop. It becomes a candidate after its first write. A closing one
+ * was cut off already, or its transport is closing it on its own
+ * (cf_client_shutdown) and queued its goodbye, which a cut would drop.
  */
 static int budget_candidate(const cf_client *c) {
   return !c->closing && c->written && c->ob.count != 0;

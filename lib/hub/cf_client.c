@@ -233,6 +233,17 @@ cf_msg *cf_client_pop(cf_client *c) {
   return m;
 }
 
+void cf_client_shutdown(cf_client *c) {
+  /*
+   * The hub's own closes set closing too, and everything that queues to
+   * or cuts off a client checks it. A wake or close already on the wake
+   * list stays: the first may be for bytes still to write, the second
+   * stands for a cut already made and counted.
+   */
+  if (c != NULL)
+    c->closing = 1;
+}
+
 int cf_client_send(cf_client *c, const void *bytes, size_t len) {
   size_t limit, cost;
   cf_msg *m;

@@ -43,7 +43,9 @@ struct cf_client {
   cf_list rooms;     /* cf_member.client_link, join order */
   cf_list wake_link; /* in hub->wake while a callback is due */
   cf_outbox ob;
-  uint8_t closing;   /* told, or about to be told, to close */
+  /* Told, or about to be told, to close; or shut down by the transport
+   * (cf_client_shutdown). No more room traffic, no cut-off. */
+  uint8_t closing;
   uint8_t written;   /* the transport took bytes at least once */
   /* 0: the wake_link entry is a wake; else the cf_close_reason due. */
   uint8_t close_due;

@@ -331,6 +331,79 @@ static void test_join_unwritten(void **state) {
   cf_hub_free(h);
 }
 
+/*
+ * A client its transport is closing (cf_client_shutdown) is no
+ * candidate, however large its backlog: its outbox ends with the
+ * transport's close, which a cut would drop. The next largest goes.
+ */
+static void test_shutdown_not_shed(void **state) {
+  static char out[300u * WIRE + 64];
+  cf_hub *h = hub_new(BUFFER, 0);
+  tc big, small;
+  size_t len = 0;
+
+  (void)state;
+  tc_new(h, &small, "b");
+  tc_new(h, &big, "a");
+  pub_n(h, "a", 300); /* big: 50700 */
+  pub_n(h, "b", 50);  /* small: 8450 */
+  cf_client_consume(big.c, 3); /* its head partly written */
+  cf_client_shutdown(big.c);
+  assert_int_equal(cf_client_send(big.c, "BYE", 3), CF_OK); /* + 67 */
+  /* Its room's messages no longer reach it. */
+  pub_n(h, "a", 1);
+  assert_int_equal(cf_client_pending(big.c), 300u * WIRE - 3 + 3);
+  assert_int_equal(hf_stats(h).outbound_bytes, MEM(350, 350) + 3 + 64);
+  pub_n(h, "b", 37); /* small: 14703, 65470 in all */
+  assert_int_equal(small.closes + big.closes, 0);
+  pub_n(h, "b", 1); /* 65639: over */
+  assert_int_equal(big.closes, 0);
+  assert_int_equal(small.closes, 1);
+  assert_int_equal(small.reason, CF_CLOSE_SLOW);
+  assert_int_equal(hf_stats(h).budget_closes, 1);
+  assert_int_equal(hf_stats(h).slow_closes, 1);
+  /* Everything it had, then the transport's bytes. */
+  hf_drain(big.c, out, sizeof(out), &len);
+  assert_int_equal(len, 300u * WIRE);
+  assert_memory_equal(out, "0>x", 3);
+  assert_memory_equal(out + len - 3, "BYE", 3);
+  /* Shut down, it is no more told to close at shutdown either. */
+  cf_hub_close_all(h);
+  assert_int_equal(big.closes, 0);
+  cf_hub_free(h);
+}
+
+/* Join refused, publishes skip it, twice and NULL are harmless. */
+static void test_shutdown_api(void **state) {
+  cf_hub *h = hub_new(0, 0);
+  tc a, b;
+
+  (void)state;
+  cf_client_shutdown(NULL);
+  tc_new(h, &a, "r");
+  tc_new(h, &b, "r");
+  cf_client_shutdown(a.c);
+  cf_client_shutdown(a.c);
+  assert_int_equal(cf_client_join(a.c, "s", 1), CF_ERR_CLOSED);
+  assert_int_equal(cf_client_send(a.c, "x", 1), CF_OK);
+  assert_int_equal(cf_client_pending(a.c), 1);
+  pub_n(h, "r", 1);
+  assert_int_equal(cf_client_pending(a.c), 1);
+  assert_int_equal(cf_client_pending(b.c), WIRE);
+  assert_int_equal(hf_stats(h).deliveries, 1);
+  assert_int_equal(cf_client_leave(a.c, "r", 1), CF_OK);
+  cf_hub_close_all(h);
+  assert_int_equal(a.closes, 0);
+  assert_int_equal(b.closes, 1);
+  assert_int_equal(b.reason, CF_CLOSE_SHUTDOWN);
+  /* Already told to close: shutting it down changes nothing. */
+  cf_client_shutdown(b.c);
+  assert_int_equal(b.closes, 1);
+  cf_client_free(a.c);
+  cf_client_free(b.c);
+  cf_hub_free(h);
+}
+
 static void test_rooms_per_client(void **state) {
   cf_hub *h = hub_new(0, 2);
   tc a, b;
@@ -358,6 +431,8 @@ int main(void) {
       T(test_join),
       T(test_rooms_per_client),
       T(test_join_unwritten),
+      T(test_shutdown_not_shed),
+      T(test_shutdown_api),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

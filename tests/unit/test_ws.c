@@ -478,14 +478,19 @@ static void stream_check(stream *st) {
   st->len -= pos;
 }
 
-/* Publishes to room r message idx of len bytes, as stream_check wants
- * it: "m<idx>:" then the letter of idx / 3. */
-static int publish_idx(fixture *f, unsigned idx, size_t len) {
+/* Publishes to room (one letter) message idx of len bytes, as
+ * stream_check wants it: "m<idx>:" then the letter of idx / 3. */
+static int publish_to(fixture *f, const char *room, unsigned idx,
+                      size_t len) {
   static char msg[16384];
   int n = snprintf(msg, sizeof msg, "m%u:", idx);
   assert_true(len >= (size_t)n && len <= sizeof msg);
   memset(msg + n, 'a' + (int)(idx / 3 % 26), len - (size_t)n);
-  return cf_hub_publish(f->ctx.hub, "r", 1, CF_MSG_TEXT, msg, len);
+  return cf_hub_publish(f->ctx.hub, room, 1, CF_MSG_TEXT, msg, len);
+}
+
+static int publish_idx(fixture *f, unsigned idx, size_t len) {
+  return publish_to(f, "r", idx, len);
 }
 
 static void stream_read(fixture *f, stream *st, int i) {
@@ -680,6 +685,61 @@ static void test_cut_in_flush(void **state) {
   cut_in_flush(*(const int *)*state);
 }
 
+/*
+ * A connection its peer closed, its close echo queued behind a backlog
+ * the peer has not read yet, is closing on its own: a burst that takes
+ * the hub over its budget must shed others, not it, however large its
+ * backlog. It gets every message, then the echo, then EOF; a cut would
+ * have dropped the messages and the echo (and the peer seen 1006).
+ */
+static void test_closing_not_shed(void **state) {
+  static stream st;
+  const size_t budget = 48 * 1024;
+  const int x = N_CLIENTS - 1; /* alone in room x */
+  cf_hub_stats hs;
+  unsigned sent = 0;
+  fixture *f;
+  int k;
+  (void)state;
+  g_last_apart = 1;
+  f = start_with(0, budget);
+  g_last_apart = 0;
+  memset(&st, 0, sizeof st);
+  st.last = -1;
+  heads(f);
+  /* X reads nothing: its socket fills, then its outbox. */
+  memset(&hs, 0, sizeof hs);
+  while (hs.outbox_bytes < 28000 && sent < 10000) {
+    assert_int_equal(publish_to(f, "x", sent++, 4000), CF_OK);
+    loop_once(f);
+    cf_hub_get_stats(f->ctx.hub, &hs, sizeof hs);
+  }
+  assert_true(hs.outbox_bytes >= 28000 && hs.outbox_bytes < 36000);
+  assert_int_equal(hs.slow_closes, 0);
+  /* Its peer closes (1000): the echo waits behind the backlog. */
+  assert_int_equal(write(f->peer[x], "\x88\x82\0\0\0\0\x03\xe8", 8), 8);
+  loop_once(f);
+  /* Room r's readers fall behind in one burst: over the budget. */
+  for (k = 0; hs.budget_closes == 0 && k < 100; k++) {
+    assert_int_equal(publish_idx(f, (unsigned)k, 1000), CF_OK);
+    cf_hub_get_stats(f->ctx.hub, &hs, sizeof hs);
+  }
+  assert_true(hs.budget_closes >= 1);
+  assert_int_equal(hs.slow_closes, hs.budget_closes);
+  for (k = 0; k < 100000 && st.closes == 0; k++) {
+    loop_once(f);
+    stream_read(f, &st, x);
+  }
+  stream_read(f, &st, x);
+  assert_int_equal(st.closes, 1);
+  assert_int_equal(st.last, (long)sent - 1);
+  assert_int_equal(st.frames, sent + 1);
+  assert_int_equal(st.len, 0);
+  /* Then EOF: the write side was shut once all of it was out. */
+  assert_int_equal(read(f->peer[x], st.buf, 1), 0);
+  finish(f);
+}
+
 /* The io_uring path: same bytes; a client with more frames pending than
  * a slot takes gets the rest by writev, paced ones need none. */
 static void test_batched_burst(void **state) {
@@ -715,6 +775,7 @@ int main(void) {
       cmocka_unit_test(test_parser_only_while_needed),
       cmocka_unit_test(test_close_without_parser),
       cmocka_unit_test(test_batched_burst),
+      cmocka_unit_test(test_closing_not_shed),
       {"test_budget_churn_writev", test_budget_churn, NULL, NULL,
        &mode_writev},
       {"test_budget_churn_batched", test_budget_churn, NULL, NULL,
