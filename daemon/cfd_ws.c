@@ -63,6 +63,8 @@ typedef struct cfd_ws {
   struct cfd_ws *pre_next; /* ctx->ws_pre list, see pre_due */
   uint32_t pre_len, pre_off;
   uint32_t rx_budget;   /* bytes this wakeup may still read */
+  uint8_t tx_head[4];   /* a frame header waiting for its payload, see
+                           send_cb (here, it takes up padding) */
   cfd_frame_scan scan;  /* announced sizes, ahead of wslay */
   cfd_bucket rate;      /* frames the client may send (--message-rate) */
   const char *close_why;/* static reason of a close we started, or NULL */
@@ -72,6 +74,7 @@ typedef struct cfd_ws {
   uint8_t too_big;      /* the scan saw a header over max_message_size */
   uint8_t ip_held;      /* peer is counted by the per-address limits */
   uint8_t pre_state;    /* 0, PRE_QUEUED on ctx->ws_pre, then PRE_DONE */
+  uint8_t tx_head_len;  /* bytes in tx_head */
   unsigned pump_gen;    /* ctx->flush_gen of its last pump_dirty() pump */
   uint8_t hold_len;     /* bytes in hold */
   uint8_t *hold;        /* the start of a close frame, see recv_cb */
@@ -461,20 +464,49 @@ static ssize_t recv_cb(wslay_event_context_ptr ws, uint8_t *buf, size_t len,
   return n - (ssize_t)k;
 }
 
+/* Largest frame send_cb joins into one outbox entry: more than any
+ * control frame (payload 125 at most: header and all, 127). */
+#define WS_TX_JOIN_MAX 256u
+
 /*
  * wslay's output is copied into the hub outbox whole, so wslay never
  * holds a partial frame and its frames stay in order with the hub's.
+ * wslay hands over a frame's header (flagged WSLAY_MSG_MORE) and its
+ * payload in two calls; they go into the outbox as one entry, since a
+ * cut-off keeps a partly written head entry and drops the rest: a
+ * header kept without its payload would make the next frame's bytes
+ * its payload. The header waits in c->tx_head meanwhile: wslay sends
+ * the payload in the same wslay_event_send(), and a failure there
+ * frees c. Headers over 4 bytes (payloads from 64 KiB) and frames over
+ * WS_TX_JOIN_MAX go in two entries; only data frames are that big, and
+ * wslay sends none here.
  */
 static ssize_t send_cb(wslay_event_context_ptr ws, const uint8_t *data,
                        size_t len, int flags, void *ud) {
   cfd_ws *c = ud;
-  (void)flags;
-  if (cf_client_send(c->client, data, len) != CF_OK) {
+  uint8_t frame[WS_TX_JOIN_MAX];
+  size_t held = c->tx_head_len, n = len;
+  int rv = CF_OK;
+  if ((flags & WSLAY_MSG_MORE) && held == 0 && len <= sizeof(c->tx_head)) {
+    memcpy(c->tx_head, data, len);
+    c->tx_head_len = (uint8_t)len;
+    return (ssize_t)len;
+  }
+  c->tx_head_len = 0;
+  if (held > 0 && len <= sizeof(frame) - held) {
+    memcpy(frame, c->tx_head, held);
+    memcpy(frame + held, data, len);
+    data = frame;
+    len += held;
+  } else if (held > 0) {
+    rv = cf_client_send(c->client, c->tx_head, held);
+  }
+  if (rv != CF_OK || cf_client_send(c->client, data, len) != CF_OK) {
     wslay_event_set_error(ws, WSLAY_ERR_CALLBACK_FAILURE);
     return -1;
   }
   want_write(c);
-  return (ssize_t)len;
+  return (ssize_t)n;
 }
 
 static void publish(cfd_ws *c, uint32_t flags, const uint8_t *msg,

@@ -740,6 +740,59 @@ static void test_closing_not_shed(void **state) {
   finish(f);
 }
 
+/*
+ * wslay hands a frame's header and its payload over apart: each frame
+ * must still be one outbox entry, or a cut-off (which keeps only a
+ * partly written head entry) could keep a header and drop its payload.
+ * peek_cb looks before ws_flush writes (a prepare watcher of higher
+ * priority): each entry costs 64 bytes in outbound_bytes beyond its
+ * own. The bytes on the wire are the usual ones.
+ */
+typedef struct peek {
+  fixture *f;
+  ev_prepare w;
+  cf_hub_stats st;
+} peek;
+
+static void peek_cb(struct ev_loop *loop, ev_prepare *w, int revents) {
+  peek *p = w->data;
+  (void)loop;
+  (void)revents;
+  memset(&p->st, 0, sizeof p->st);
+  cf_hub_get_stats(p->f->ctx.hub, &p->st, sizeof p->st);
+}
+
+static void test_control_frame_one_entry(void **state) {
+  fixture *f = start();
+  peek p;
+  (void)state;
+  heads(f);
+  loop_once(f);
+  memset(&p, 0, sizeof p);
+  p.f = f;
+  ev_prepare_init(&p.w, peek_cb);
+  p.w.data = &p;
+  ev_prepare_start(f->ctx.loop, &p.w);
+  /* A ping: its pong, "ping" back. */
+  assert_int_equal(write(f->peer[0], "\x89\x84\0\0\0\0ping", 10), 10);
+  loop_once(f); /* read: the pong is queued */
+  loop_once(f); /* peek, then the write */
+  assert_int_equal(p.st.outbox_bytes, 6);
+  assert_int_equal(p.st.outbound_bytes, 6 + 64);
+  assert_int_equal(read_some(f, 0), 6);
+  assert_memory_equal(f->buf, "\x8a\x04ping", 6);
+  /* A close (1000): its echo. */
+  assert_int_equal(write(f->peer[0], "\x88\x82\0\0\0\0\x03\xe8", 8), 8);
+  loop_once(f);
+  loop_once(f);
+  assert_int_equal(p.st.outbox_bytes, 4);
+  assert_int_equal(p.st.outbound_bytes, 4 + 64);
+  assert_int_equal(read_some(f, 0), 4);
+  assert_memory_equal(f->buf, "\x88\x02\x03\xe8", 4);
+  ev_prepare_stop(f->ctx.loop, &p.w);
+  finish(f);
+}
+
 /* The io_uring path: same bytes; a client with more frames pending than
  * a slot takes gets the rest by writev, paced ones need none. */
 static void test_batched_burst(void **state) {
@@ -776,6 +829,7 @@ int main(void) {
       cmocka_unit_test(test_close_without_parser),
       cmocka_unit_test(test_batched_burst),
       cmocka_unit_test(test_closing_not_shed),
+      cmocka_unit_test(test_control_frame_one_entry),
       {"test_budget_churn_writev", test_budget_churn, NULL, NULL,
        &mode_writev},
       {"test_budget_churn_batched", test_budget_churn, NULL, NULL,
