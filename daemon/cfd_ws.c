@@ -382,7 +382,7 @@ static ssize_t rx_scan(cfd_ws *c, const uint8_t *buf, ssize_t n) {
     c->too_big = 1;
   /* Unfinished now, and begun in these bytes: its clock starts. */
   if (!cfd_frame_scan_idle(&c->scan) && (idle || c->scan.done != done))
-    c->busy_since = cfd_mono_now();
+    c->busy_since = c->last_rx;
   return n;
 }
 
@@ -568,8 +568,7 @@ static int rate_check(cfd_ws *c) {
   const cfd_config *cfg = c->ctx->cfg;
   if (c->close_why != NULL)
     return 1;
-  if (cfd_bucket_take(&c->rate, cfg->msg_rate, cfg->msg_burst,
-                      cfd_mono_now()))
+  if (cfd_bucket_take(&c->rate, cfg->msg_rate, cfg->msg_burst, c->last_rx))
     return 0;
   c->ctx->metrics.ws_rate_limited++;
   ws_fail(c, 1008, "rate limit");
@@ -957,16 +956,24 @@ static double next_deadline(const cfd_ws *c, double now) {
   return at > now ? at - now : 0.;
 }
 
+/*
+ * libev's timers count from the start of the loop iteration they were
+ * armed in, our deadlines from when the clock was read: a timer can
+ * come that much early. Deadlines within WS_TIMER_SLACK count as due,
+ * or it would come back at once for the rest.
+ */
+#define WS_TIMER_SLACK 0.01
+
 static void keepalive(cfd_ws *c) {
   const cfd_config *cfg = c->ctx->cfg;
-  double now = cfd_mono_now(), after;
-  if (frame_left(c, now) == 0) {
+  double now = cfd_mono_now(), due = now + WS_TIMER_SLACK, after;
+  if (frame_left(c, due) == 0) {
     c->ctx->metrics.ws_frame_timeouts++;
     ws_fail(c, 1008, "frame timeout");
-  } else if (cfg->idle_timeout > 0 && now - c->last_rx >= cfg->idle_timeout) {
+  } else if (cfg->idle_timeout > 0 && due - c->last_rx >= cfg->idle_timeout) {
     ws_fail(c, 1000, "idle timeout");
   } else if (cfg->ping_interval > 0 &&
-             now - c->last_ping >= cfg->ping_interval) {
+             due - c->last_ping >= cfg->ping_interval) {
     /* Written here, not by wslay: an idle connection has no context.
      * wslay's own frames go out whole, so this one cannot split one. */
     static const uint8_t ping[2] = {0x80u | 0x9u, 0};
