@@ -167,9 +167,18 @@ void sqs_ok(sqs *s, unsigned part) {
 
 static void on_health_timer(void *arg) {
   sqs *s = arg;
+  double left;
 
   sqs_enter(s);
   sqs_update_state(s);
+  /*
+   * The loop's timers count from the start of the iteration they were
+   * armed in, fail_since from the moment it was read: the timer can come
+   * a little before SQS_DOWN_AFTER is up. Still failing: wait the rest.
+   */
+  left = s->fail_since + SQS_DOWN_AFTER - sqs_mono(s);
+  if (s->failing != 0 && left > 0)
+    sqs_timer_set(s, s->health_timer, left);
   sqs_leave(s);
 }
 
