@@ -473,10 +473,12 @@ static void test_reorder_after_step_back(void **state) {
   fx *f = *state;
 
   f->msg_at_poll = 2;
-  f->step_at_poll = 3; /* 0.1 s later; the window is 0.3 s */
+  /* 0.1 s later; the window is 1.5 s, so a stall of the machine does
+   * not let the message out before the step. */
+  f->step_at_poll = 3;
   f->step_by = -STEP;
-  start(f, 0.1, 0.3);
-  run_until(f, &f->messages, 1, 1.5);
+  start(f, 0.1, 1.5);
+  run_until(f, &f->messages, 1, 4.0);
   assert_true(f->offset == -STEP);
   assert_int_equal(f->messages, 1);
   assert_int_equal(f->msg_seq, 2);
