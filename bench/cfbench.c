@@ -102,9 +102,10 @@ static struct stats S;
 static struct conn *conns;      /* [0, pubs) publishers, then subscribers */
 static struct track *tracks;    /* n * pubs */
 static uint32_t **dcount;       /* per publisher: deliveries of each seq */
-/* With --msg-log, per message i (publisher i mod P, seq i div P): when it
- * was queued on its publisher, its first and its last delivery. */
-static uint64_t *m_queued, *m_first, *m_last;
+/* With --msg-log, per message i (publisher i mod P, seq i div P): the
+ * time stamped in it, when it was queued on its publisher, its first and
+ * its last delivery. */
+static uint64_t *m_stamp, *m_queued, *m_first, *m_last;
 static struct pubq *pq;
 static uint64_t per_pub;        /* messages each publisher owns */
 static uint64_t sent, completed, next_msg;
@@ -947,8 +948,10 @@ static void pub_enqueue(uint64_t msg, uint64_t ts)
 	sent++;
 	t_last_send = now_ns();
 	t_progress = t_last_send;
-	if (m_queued)
+	if (m_queued) {
+		m_stamp[msg] = ts;
 		m_queued[msg] = t_last_send;
+	}
 }
 
 static uint64_t intended(uint64_t msg)
@@ -1180,11 +1183,12 @@ static void report_load(double cpu0, double cpu1)
 
 /*
  * One line per message, times in microseconds: the time stamped in it
- * (intended send time in open loop) relative to the start, how late the
- * generator queued it, and its first and last delivery counted from the
- * time stamped (-1: never delivered). Splits a latency tail into the
- * generator's lateness, the time to the first recipient and the spread
- * over the recipients.
+ * (the intended send time in open loop, else the time its batch was
+ * queued) relative to the start, how late the generator queued it, and
+ * its first and last delivery counted from the stamp, as the latency
+ * histogram counts (-1: never delivered). Splits a latency tail into
+ * the generator's lateness, the time to the first recipient and the
+ * spread over the recipients.
  */
 static int write_msg_log(void)
 {
@@ -1198,7 +1202,7 @@ static int write_msg_log(void)
 	}
 	fputs("msg,stamp_us,late_us,first_us,last_us\n", f);
 	for (i = 0; i < sent; i++) {
-		uint64_t ts = O.mode == M_OPEN ? intended(i) : m_queued[i];
+		uint64_t ts = m_stamp[i];
 		double late = (double)(m_queued[i] - ts) / 1e3;
 
 		if (m_first[i])
@@ -1397,10 +1401,11 @@ static int setup(void)
 	if (O.msg_log && O.mode != M_IDLE) {
 		size_t m = (size_t)per_pub * O.pubs;
 
+		m_stamp = calloc(m, sizeof(uint64_t));
 		m_queued = calloc(m, sizeof(uint64_t));
 		m_first = calloc(m, sizeof(uint64_t));
 		m_last = calloc(m, sizeof(uint64_t));
-		if (!m_queued || !m_first || !m_last)
+		if (!m_stamp || !m_queued || !m_first || !m_last)
 			return -1;
 	}
 	for (i = 0; i < total; i++) {
@@ -1436,6 +1441,7 @@ static void teardown(void)
 	free(tracks);
 	free(pq);
 	free(dcount);
+	free(m_stamp);
 	free(m_queued);
 	free(m_first);
 	free(m_last);
