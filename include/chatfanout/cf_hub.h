@@ -141,7 +141,7 @@ typedef struct cf_hub_config {
    * closed as slow consumers (CF_CLOSE_SLOW, their queued messages
    * dropped) until it is back under, counted in stats.budget_closes.
    * Clients shut down by their transport (cf_client_shutdown()) are
-   * passed over.
+   * shed too, without a close: see there.
    */
   size_t outbound_budget;
   /* Rooms one client may be in at once; 0: no limit. Past it,
@@ -272,6 +272,9 @@ typedef struct cf_hub_stats {
   uint64_t budget_closes;
   /* Outbox memory as counted against outbound_budget (gauge). */
   uint64_t outbound_bytes;
+  /* Clients shut down by their transport (cf_client_shutdown) whose
+   * queued messages the budget dropped; in neither count above. */
+  uint64_t budget_trims;
 } cf_hub_stats;
 
 /*
@@ -353,14 +356,17 @@ CF_API int cf_client_send(cf_client *c, const void *bytes, size_t len);
 /*
  * The transport is closing c on its own (say, with a close frame of its
  * protocol). From now on the hub queues nothing more to c from its
- * rooms, never cuts it off or trims its outbox (the outbound budget
- * passes it over) and never calls its ops.close; cf_hub_close_all()
- * skips it. What is queued stays, and cf_client_send() still works, so
- * the transport's last bytes go out after it; cf_client_join() returns
- * CF_ERR_CLOSED. Call it before queuing those bytes: a cut-off can come
- * with any call that queues. A pending ops.wake still runs, and so does
- * an ops.close the hub decided before this call (from inside a
- * callback). The transport frees c when done. Idempotent; accepts NULL.
+ * rooms and never calls its ops.close; cf_hub_close_all() skips it.
+ * cf_client_send() still works, so the transport's last bytes go out
+ * after what is queued; cf_client_join() returns CF_ERR_CLOSED. The
+ * outbound budget may still shed c (largest backlog first, once): it
+ * then drops what c has queued but a partly written head and the bytes
+ * cf_client_send() queued since this call, which stay in order; counted
+ * in stats.budget_trims, no ops.close. Call it before queuing those
+ * bytes: a cut can come with any call that queues. A pending ops.wake
+ * still runs, and so does an ops.close the hub decided before this
+ * call (from inside a callback). The transport frees c when done.
+ * Idempotent; accepts NULL.
  */
 CF_API void cf_client_shutdown(cf_client *c);
 

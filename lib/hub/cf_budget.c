@@ -1,7 +1,8 @@
 /*
  * The hub-wide outbound budget: when all outboxes together hold more
  * memory than outbound_budget, the clients with the largest backlog
- * are cut off as slow consumers until the total is back under it.
+ * are cut off as slow consumers until the total is back under it (one
+ * its transport is closing already only loses its queued messages).
  *
  * What counts is memory, not bytes per recipient: a message queued to
  * a thousand clients is one shared copy plus a thousand entries. So a
@@ -42,12 +43,16 @@ static int budget_over(const cf_hub *h) {
  * A client the transport never wrote to cannot be a slow reader yet: a
  * joining one holds its history and, in front of it, what its transport
  * queued first (a WebSocket handshake answer), which a cut-off would
- * drop. It becomes a candidate after its first write. A closing one
- * was cut off already, or its transport is closing it on its own
- * (cf_client_shutdown) and queued its goodbye, which a cut would drop.
+ * drop. It becomes a candidate after its first write. One cut off
+ * already never is again, nor is one the hub told to close. One its
+ * transport is closing on its own (cf_client_shutdown) still is: else
+ * a peer could stop reading, then close, and keep its backlog for the
+ * close timeout while others are cut for it; its cut keeps the
+ * transport's last bytes (cf__client_cut_off).
  */
 static int budget_candidate(const cf_client *c) {
-  return !c->closing && c->written && c->ob.count != 0;
+  return !c->cut && (!c->closing || c->shutdown) && c->written &&
+         c->ob.count != 0;
 }
 
 /* A client's backlog: what it would free if it were alone holding it. */
@@ -83,8 +88,12 @@ static unsigned budget_threshold(const cf_hub *h) {
   return t;
 }
 
+/* A shut-down client is trimmed only, counted apart: no close is sent. */
 static void budget_cut(cf_hub *h, cf_client *c) {
-  h->stats.budget_closes++;
+  if (c->shutdown)
+    h->stats.budget_trims++;
+  else
+    h->stats.budget_closes++;
   cf__client_cut_off(h, c, CF_CLOSE_SLOW);
 }
 
@@ -138,10 +147,11 @@ static unsigned budget_round(cf_hub *h) {
 
 void cf__hub_budget_shed(cf_hub *h) {
   /*
-   * A cut-off client keeps a partly written head message, and messages
-   * other clients still hold stay, so one round may free less than it
-   * counted on and leave the total over; each round cuts at least one
-   * client or finds none left to cut, so this ends.
+   * A cut-off client keeps a partly written head message (a shut-down
+   * one its transport's last bytes too), and messages other clients
+   * still hold stay, so one round may free less than it counted on and
+   * leave the total over; each round cuts at least one client or finds
+   * none left to cut, so this ends.
    */
   while (budget_over(h) && budget_round(h) != 0)
     ;

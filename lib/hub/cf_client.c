@@ -236,12 +236,14 @@ cf_msg *cf_client_pop(cf_client *c) {
 void cf_client_shutdown(cf_client *c) {
   /*
    * The hub's own closes set closing too, and everything that queues to
-   * or cuts off a client checks it. A wake or close already on the wake
-   * list stays: the first may be for bytes still to write, the second
-   * stands for a cut already made and counted.
+   * a client checks it. A wake or close already on the wake list stays:
+   * the first may be for bytes still to write, the second stands for a
+   * cut already made and counted (cut: no second one).
    */
-  if (c != NULL)
+  if (c != NULL) {
     c->closing = 1;
+    c->shutdown = 1;
+  }
 }
 
 int cf_client_send(cf_client *c, const void *bytes, size_t len) {
@@ -269,6 +271,10 @@ int cf_client_send(cf_client *c, const void *bytes, size_t len) {
   cf_msg_unref(m);
   if (rv != CF_OK)
     return rv;
+  /* Before the check: the cut may come with this very send. */
+  if (c->shutdown)
+    c->shut_sends = c->shut_sends < c->ob.count ? c->shut_sends + 1
+                                                : c->ob.count;
   cf__hub_budget_check(h);
   cf__hub_enter(h);
   cf__hub_drain(h);

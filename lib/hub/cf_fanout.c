@@ -33,7 +33,21 @@ int cf__client_queue(cf_hub *h, cf_client *c, cf_msg *m, size_t limit) {
 }
 
 void cf__client_cut_off(cf_hub *h, cf_client *c, int reason) {
-  h->stats.outbox_bytes -= cf__outbox_trim(&c->ob, &h->mem);
+  /*
+   * A shut-down client's transport queued its last bytes (a close
+   * frame) after cf_client_shutdown: they stay, behind a started head.
+   * What it sent before is whole frames like the rest, and may go: a
+   * client's cf_client_send bytes can reach client_buffer, so keeping
+   * them all would let it keep its memory past the cut. A client the
+   * hub cuts gets its close queued after the cut: nothing to keep.
+   */
+  uint32_t tail = c->shutdown ? c->shut_sends : 0;
+
+  h->stats.outbox_bytes -= cf__outbox_trim(&c->ob, &h->mem, tail);
+  c->cut = 1;
+  /* Its transport is closing it already: nothing to tell. */
+  if (c->shutdown)
+    return;
   c->closing = 1;
   c->close_due = (uint8_t)reason;
   /* Apart, so that memory trouble does not pass for slow readers. */

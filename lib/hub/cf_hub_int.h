@@ -44,11 +44,16 @@ struct cf_client {
   cf_list wake_link; /* in hub->wake while a callback is due */
   cf_outbox ob;
   /* Told, or about to be told, to close; or shut down by the transport
-   * (cf_client_shutdown). No more room traffic, no cut-off. */
+   * (cf_client_shutdown). No more room traffic. */
   uint8_t closing;
   uint8_t written;   /* the transport took bytes at least once */
   /* 0: the wake_link entry is a wake; else the cf_close_reason due. */
   uint8_t close_due;
+  uint8_t shutdown;  /* cf_client_shutdown: never an ops.close for it */
+  uint8_t cut;       /* cut off (trimmed) once: never again */
+  /* Entries cf_client_send queued since the shutdown still queued, at
+   * most ob.count: the newest ones, as the oldest go first. */
+  uint32_t shut_sends;
 };
 
 struct cf_hub {
@@ -106,7 +111,8 @@ void cf__hub_want_wake(cf_hub *h, cf_client *c);
 /*
  * Cuts c off for reason (CF_CLOSE_SLOW or CF_CLOSE_NOMEM): drops its
  * queued whole messages, marks it closing, counts it and schedules
- * close(reason).
+ * close(reason). A client its transport shut down keeps what was sent
+ * since, and is neither told nor counted: the caller counts it.
  */
 void cf__client_cut_off(cf_hub *h, cf_client *c, int reason);
 

@@ -174,19 +174,29 @@ cf_msg *cf__outbox_pop(cf_outbox *ob, const cf_mem *mem) {
   return m;
 }
 
-size_t cf__outbox_trim(cf_outbox *ob, const cf_mem *mem) {
-  uint32_t keep = ob->offset != 0 ? 1 : 0;
+size_t cf__outbox_trim(cf_outbox *ob, const cf_mem *mem, uint32_t tail) {
+  uint32_t to = ob->offset != 0 ? 1 : 0, i;
   size_t dropped = 0;
 
-  while (ob->count > keep) {
-    cf_msg **slot = outbox_slot(ob, ob->count - 1);
+  if (tail > ob->count - to)
+    tail = ob->count - to;
+  for (i = to; i < ob->count - tail; i++) {
+    cf_msg **slot = outbox_slot(ob, i);
 
     dropped += cf__msg_wire_len(*slot);
     tally_drop(ob, *slot);
     cf_msg_unref(*slot);
     *slot = NULL;
-    ob->count--;
   }
+  /* The newest move down behind the head, in order. */
+  for (; i < ob->count; i++) {
+    cf_msg **slot = outbox_slot(ob, i);
+    cf_msg *m = *slot;
+
+    *slot = NULL;
+    *outbox_slot(ob, to++) = m;
+  }
+  ob->count = to;
   ob->bytes -= dropped;
   outbox_shrink(ob, mem);
   return dropped;

@@ -92,8 +92,9 @@ cf_msg *cf__outbox_pop(cf_outbox *ob, const cf_mem *mem);
 
 /*
  * Drops every queued entry except a partly consumed head, which must stay
- * so the byte stream remains well-formed. Returns the wire bytes dropped.
+ * so the byte stream remains well-formed, and the newest `tail` entries,
+ * which stay in order after it. Returns the wire bytes dropped.
  */
-size_t cf__outbox_trim(cf_outbox *ob, const cf_mem *mem);
+size_t cf__outbox_trim(cf_outbox *ob, const cf_mem *mem, uint32_t tail);
 
 #endif /* CF_OUTBOX_H */

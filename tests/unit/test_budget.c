@@ -332,12 +332,15 @@ static void test_join_unwritten(void **state) {
 }
 
 /*
- * A client its transport is closing (cf_client_shutdown) is no
- * candidate, however large its backlog: its outbox ends with the
- * transport's close, which a cut would drop. The next largest goes.
+ * A client its transport is closing (cf_client_shutdown) is still a
+ * candidate, by its backlog: else a peer could stop reading, then
+ * close, and have others cut for it. Shed, it loses its messages but a
+ * started head and what its transport sent since the shutdown (its
+ * close), in order; it is not told to close nor counted as slow, and
+ * is never shed again: the next overflow cuts the other one.
  */
-static void test_shutdown_not_shed(void **state) {
-  static char out[300u * WIRE + 64];
+static void test_shutdown_shed(void **state) {
+  static char out[512];
   cf_hub *h = hub_new(BUFFER, 0);
   tc big, small;
   size_t len = 0;
@@ -348,28 +351,111 @@ static void test_shutdown_not_shed(void **state) {
   pub_n(h, "a", 300); /* big: 50700 */
   pub_n(h, "b", 50);  /* small: 8450 */
   cf_client_consume(big.c, 3); /* its head partly written */
+  /* Sent before the shutdown: whole frames, droppable like the rest. */
+  assert_int_equal(cf_client_send(big.c, "PING", 4), CF_OK); /* + 68 */
   cf_client_shutdown(big.c);
   assert_int_equal(cf_client_send(big.c, "BYE", 3), CF_OK); /* + 67 */
+  assert_int_equal(cf_client_send(big.c, "!!", 2), CF_OK);  /* + 66 */
   /* Its room's messages no longer reach it. */
   pub_n(h, "a", 1);
-  assert_int_equal(cf_client_pending(big.c), 300u * WIRE - 3 + 3);
-  assert_int_equal(hf_stats(h).outbound_bytes, MEM(350, 350) + 3 + 64);
-  pub_n(h, "b", 37); /* small: 14703, 65470 in all */
+  assert_int_equal(cf_client_pending(big.c), 300u * WIRE - 3 + 4 + 3 + 2);
+  assert_int_equal(hf_stats(h).outbound_bytes,
+                   MEM(350, 350) + 4 + 3 + 2 + 3 * 64);
+  pub_n(h, "b", 36); /* small: 14534, 65435 in all */
   assert_int_equal(small.closes + big.closes, 0);
-  pub_n(h, "b", 1); /* 65639: over */
+  pub_n(h, "b", 1); /* 65604: over */
+  assert_int_equal(big.closes, 0);
+  assert_int_equal(small.closes, 0);
+  assert_int_equal(hf_stats(h).budget_trims, 1);
+  assert_int_equal(hf_stats(h).budget_closes, 0);
+  assert_int_equal(hf_stats(h).slow_closes, 0);
+  /* The rest of its head, then its transport's last bytes. */
+  assert_int_equal(cf_client_pending(big.c), WIRE - 3 + 3 + 2);
+  assert_int_equal(hf_stats(h).outbox_bytes, WIRE - 3 + 5 + 87u * WIRE);
+  assert_int_equal(hf_stats(h).outbound_bytes,
+                   MEM(88, 88) + 3 + 2 + 2 * 64);
+  assert_true(hf_stats(h).outbound_bytes <= BUFFER);
+  /* Over again: it is no candidate any more, the other one goes. */
+  pub_n(h, "b", 300); /* 65705 */
   assert_int_equal(big.closes, 0);
   assert_int_equal(small.closes, 1);
   assert_int_equal(small.reason, CF_CLOSE_SLOW);
+  assert_int_equal(hf_stats(h).budget_trims, 1);
   assert_int_equal(hf_stats(h).budget_closes, 1);
   assert_int_equal(hf_stats(h).slow_closes, 1);
-  /* Everything it had, then the transport's bytes. */
+  assert_int_equal(cf_client_pending(small.c), 0);
   hf_drain(big.c, out, sizeof(out), &len);
-  assert_int_equal(len, 300u * WIRE);
-  assert_memory_equal(out, "0>x", 3);
-  assert_memory_equal(out + len - 3, "BYE", 3);
+  assert_int_equal(len, WIRE - 3 + 5);
+  assert_memory_equal(out, "0>xx", 4);
+  assert_memory_equal(out + len - 7, "xxBYE!!", 7);
+  /* Everything given back. */
+  assert_int_equal(hf_stats(h).outbox_bytes, 0);
+  assert_int_equal(hf_stats(h).outbound_bytes, 0);
   /* Shut down, it is no more told to close at shutdown either. */
   cf_hub_close_all(h);
   assert_int_equal(big.closes, 0);
+  cf_hub_free(h);
+}
+
+/*
+ * The hub cut it, then its transport shut it down to queue its close
+ * (as the daemon does in ops.close): shed once is enough, the close
+ * stays and the next overflow goes to someone else.
+ */
+static void test_cut_then_shutdown(void **state) {
+  cf_hub *h = hub_new(BUFFER, 0);
+  struct iovec iov[2];
+  char bye[2000];
+  tc big, small;
+
+  (void)state;
+  memset(bye, 'B', sizeof(bye));
+  tc_new(h, &small, "b");
+  tc_new(h, &big, "a");
+  pub_n(h, "a", 300);
+  pub_n(h, "b", 88); /* 65559: over */
+  assert_int_equal(big.closes, 1);
+  assert_int_equal(big.reason, CF_CLOSE_SLOW);
+  assert_int_equal(cf_client_pending(big.c), 0);
+  cf_client_shutdown(big.c);
+  assert_int_equal(cf_client_send(big.c, bye, sizeof(bye)), CF_OK);
+  pub_n(h, "b", 288); /* 65608: over again, small under its buffer */
+  assert_int_equal(small.closes, 1);
+  assert_int_equal(small.reason, CF_CLOSE_SLOW);
+  assert_int_equal(big.closes, 1);
+  assert_int_equal(hf_stats(h).budget_closes, 2);
+  assert_int_equal(hf_stats(h).budget_trims, 0);
+  assert_int_equal(cf_client_iov(big.c, iov, 2), 1);
+  assert_int_equal(iov[0].iov_len, sizeof(bye));
+  cf_hub_free(h);
+}
+
+/*
+ * Told to close at shutdown, then shut down by its transport to queue
+ * its close: a candidate again, trimmed without another ops.close.
+ */
+static void test_close_all_then_shutdown(void **state) {
+  cf_hub *h = hub_new(BUFFER, 0);
+  struct iovec iov[2];
+  tc a, b;
+
+  (void)state;
+  tc_new(h, &a, "a");
+  pub_n(h, "a", 300); /* 50700 */
+  cf_hub_close_all(h);
+  assert_int_equal(a.closes, 1);
+  assert_int_equal(a.reason, CF_CLOSE_SHUTDOWN);
+  cf_client_shutdown(a.c);
+  assert_int_equal(cf_client_send(a.c, "BYE", 3), CF_OK);
+  tc_new(h, &b, "b");
+  pub_n(h, "b", 90); /* 65977: over */
+  assert_int_equal(a.closes, 1);
+  assert_int_equal(b.closes, 0);
+  assert_int_equal(hf_stats(h).budget_trims, 1);
+  assert_int_equal(hf_stats(h).budget_closes, 0);
+  assert_int_equal(cf_client_iov(a.c, iov, 2), 1);
+  assert_int_equal(iov[0].iov_len, 3);
+  assert_memory_equal(iov[0].iov_base, "BYE", 3);
   cf_hub_free(h);
 }
 
@@ -431,7 +517,9 @@ int main(void) {
       T(test_join),
       T(test_rooms_per_client),
       T(test_join_unwritten),
-      T(test_shutdown_not_shed),
+      T(test_shutdown_shed),
+      T(test_cut_then_shutdown),
+      T(test_close_all_then_shutdown),
       T(test_shutdown_api),
   };
 #undef T

@@ -53,7 +53,7 @@ static void test_empty(void **state) {
   assert_int_equal(cf__outbox_iov(&ob, iov, 2), 0);
   assert_int_equal(cf__outbox_consume(&ob, &tm.mem, 10), 0);
   assert_null(cf__outbox_pop(&ob, &tm.mem));
-  assert_int_equal(cf__outbox_trim(&ob, &tm.mem), 0);
+  assert_int_equal(cf__outbox_trim(&ob, &tm.mem, 0), 0);
   assert_int_equal(cf__outbox_cost(&ob), 0);
   /* Nothing is allocated until something is queued. */
   assert_int_equal(tm.count, 0);
@@ -240,12 +240,12 @@ static void test_shrink_keeps_a_ring(void **state) {
   assert_int_equal(cf__outbox_consume(&ob, &tm.mem, 3), 3);
   assert_int_equal(ob.cap, CF_OUTBOX_MIN_CAP);
   push_n(&ob, 200);
-  assert_int_equal(cf__outbox_trim(&ob, &tm.mem), 200);
+  assert_int_equal(cf__outbox_trim(&ob, &tm.mem, 0), 200);
   assert_int_equal(ob.cap, 256);
   /* A trimmed burst gives memory back too. */
   push_n(&ob, 300);
   assert_int_equal(ob.cap, 512);
-  assert_int_equal(cf__outbox_trim(&ob, &tm.mem), 300);
+  assert_int_equal(cf__outbox_trim(&ob, &tm.mem, 0), 300);
   assert_int_equal(ob.cap, 256);
   /* Up to the kept size, a new burst allocates only its messages. */
   before = tm.count;
@@ -322,7 +322,7 @@ static void test_trim(void **state) {
   push(&ob, "two");
   push(&ob, "three");
   /* Nothing sent yet: everything may go. */
-  assert_int_equal(cf__outbox_trim(&ob, &tm.mem), 11);
+  assert_int_equal(cf__outbox_trim(&ob, &tm.mem, 0), 11);
   assert_true(cf__outbox_empty(&ob));
   assert_int_equal(ob.bytes, 0);
 
@@ -330,10 +330,49 @@ static void test_trim(void **state) {
   push(&ob, "two");
   cf__outbox_consume(&ob, &tm.mem, 1);
   /* A started message must be finished. */
-  assert_int_equal(cf__outbox_trim(&ob, &tm.mem), 3);
+  assert_int_equal(cf__outbox_trim(&ob, &tm.mem, 0), 3);
   assert_int_equal(ob.count, 1);
   assert_int_equal(gather(&ob, buf, sizeof(buf)), 2);
   assert_memory_equal(buf, "ne", 2);
+  cf__outbox_deinit(&ob, &tm.mem);
+}
+
+/*
+ * The newest entries asked for stay too, in order after a started head,
+ * across the ring's wrap; the tally counts only what went.
+ */
+static void test_trim_tail(void **state) {
+  cf_outbox_tally tally = {0, 0};
+  cf_outbox ob;
+  char buf[32];
+  int i;
+
+  (void)state;
+  cf__outbox_init(&ob);
+  ob.tally = &tally;
+  for (i = 0; i < 6; i++)
+    push(&ob, "xx");
+  assert_int_equal(cf__outbox_consume(&ob, &tm.mem, 10), 10);
+  push(&ob, "head");
+  push(&ob, "aa");
+  push(&ob, "bb");
+  push(&ob, "K1");
+  push(&ob, "K2");
+  assert_int_equal(ob.cap, CF_OUTBOX_MIN_CAP); /* wrapped: head at 5 */
+  cf__outbox_consume(&ob, &tm.mem, 3); /* "head" started */
+  assert_int_equal(cf__outbox_trim(&ob, &tm.mem, 2), 4); /* aa, bb */
+  assert_int_equal(ob.count, 3);
+  assert_int_equal(ob.bytes, 3 + 2 + 2);
+  assert_int_equal(tally.entries, 3);
+  assert_int_equal(tally.bytes, 4 + 2 + 2);
+  assert_int_equal(gather(&ob, buf, sizeof(buf)), 7);
+  assert_memory_equal(buf, "eadK1K2", 7);
+  /* More than there is: all kept. */
+  assert_int_equal(cf__outbox_trim(&ob, &tm.mem, 9), 0);
+  assert_int_equal(ob.count, 3);
+  assert_int_equal(cf__outbox_consume(&ob, &tm.mem, 7), 7);
+  assert_int_equal(tally.entries, 0);
+  assert_int_equal(tally.bytes, 0);
   cf__outbox_deinit(&ob, &tm.mem);
 }
 
@@ -550,6 +589,7 @@ int main(void) {
       T(test_steady_state_no_alloc),
       T(test_reserve_nomem_unchanged),
       T(test_trim),
+      T(test_trim_tail),
       T(test_msg_accessors),
       T(test_msg_frame),
       T(test_client_send_raw),
