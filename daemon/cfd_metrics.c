@@ -202,6 +202,11 @@ static void render_limits(outbuf *o, const cfd_metrics *m,
          "Clients closed (1008 slow consumer) to stay under the outbound "
          "budget.",
          e->hub.budget_closes);
+  scalar(o, "outbound_budget_trims_total", "counter",
+         "Clients the daemon was closing already whose queued messages "
+         "were dropped to stay under the outbound budget (their close "
+         "frame kept).",
+         e->hub.budget_trims);
 }
 
 static void render_hub(outbuf *o, const cfd_metrics_ext *e) {

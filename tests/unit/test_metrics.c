@@ -186,6 +186,7 @@ static void test_names_and_types(void **state) {
       {"chatfanout_ws_frame_timeouts_total", "counter"},
       {"chatfanout_outbound_bytes", "gauge"},
       {"chatfanout_outbound_budget_closes_total", "counter"},
+      {"chatfanout_outbound_budget_trims_total", "counter"},
       {"chatfanout_fanout_seconds", "histogram"}};
   cfd_metrics m;
   cfd_metrics_ext e;
@@ -245,6 +246,7 @@ static void test_values(void **state) {
   e.ip_untracked = 36;
   e.hub.outbound_bytes = 37;
   e.hub.budget_closes = 38;
+  e.hub.budget_trims = 39;
   cfd_metrics_http(&m, 404);
   cfd_metrics_http(&m, 200);
   cfd_metrics_http(&m, 404);
@@ -281,6 +283,7 @@ static void test_values(void **state) {
   assert_true(get(&P, "chatfanout_limits_ip_untracked_total") == 36);
   assert_true(get(&P, "chatfanout_outbound_bytes") == 37);
   assert_true(get(&P, "chatfanout_outbound_budget_closes_total") == 38);
+  assert_true(get(&P, "chatfanout_outbound_budget_trims_total") == 39);
   assert_true(get(&P, "chatfanout_http_requests_total{code=\"404\"}") == 2);
   assert_true(get(&P, "chatfanout_http_requests_total{code=\"200\"}") == 1);
   assert_false(find(&P, "chatfanout_http_requests_total{code=\"500\"}", &v));
